@@ -1,0 +1,5 @@
+import sys
+
+from softspike.cli import main
+
+sys.exit(main())

@@ -1,0 +1,44 @@
+"""The `softspike` command line. Each subcommand lives in its own module in this package and
+provides `add_parser(subparsers)` and `run(args) -> int`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from softspike.core.errors import SoftspikeError
+
+#: Subcommand modules, in the order `softspike --help` lists them.
+COMMANDS = ("plugins",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="softspike", description="Spiking neural networks in PyTorch.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMANDS:
+        module = importlib.import_module(f"softspike.cli.{name}")
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.run(args)
+    except SoftspikeError as err:
+        print(f"softspike {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # `softspike plugins | head`
+        sys.stderr.close()
+        return 0
+    except KeyboardInterrupt:
+        print(f"softspike {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

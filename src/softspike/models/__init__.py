@@ -1,0 +1,1 @@
+"""Networks as JSON specs: the spec language, the builder and the model zoo."""

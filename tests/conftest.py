@@ -1,0 +1,37 @@
+"""Shared test set-up: the hypothesis profiles and a count of property cases in the summary."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+import torch
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "ci", deadline=None, print_blob=True, max_examples=40, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile("dev", deadline=None, max_examples=15)
+settings.register_profile("thorough", deadline=None, max_examples=500)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+# Two cores: keep each test process to one or two threads so multi-process tests don't crawl.
+torch.set_num_threads(int(os.environ.get("SOFTSPIKE_TEST_THREADS", "2")))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    try:
+        from _hypothesis_pytestplugin import STATS_KEY
+    except ImportError:
+        return
+    tests = cases = 0
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            stats = getattr(report, "__dict__", {}).get(STATS_KEY)
+            if stats:
+                tests += 1
+                cases += sum(int(n) for n in re.findall(r"(\d+) passing", stats))
+    if tests:
+        terminalreporter.write_line(f"hypothesis: {cases} property cases passed across {tests} property tests")
