@@ -18,7 +18,8 @@ class MultiStep(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() < 2:
-            raise ValueError(f"MultiStep({type(self.module).__name__}): input must be [T, B, ...], got {tuple(x.shape)}")
+            name = type(self.module).__name__
+            raise ValueError(f"MultiStep({name}): input must be [T, B, ...], got shape {tuple(x.shape)}")
         T, B = x.shape[0], x.shape[1]
         y = self.module(x.flatten(0, 1))
         return y.unflatten(0, (T, B))

@@ -29,7 +29,7 @@ class LIFNode(Neuron):
 
     @property
     def tau(self) -> float:
-        return self.dynamics.tau  # type: ignore[no-any-return]
+        return float(self.dynamics.tau)  # type: ignore[arg-type]
 
 
 class ParametricLIFNode(Neuron):

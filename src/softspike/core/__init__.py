@@ -2,7 +2,13 @@
 
 from softspike.core.dynamics import Dynamics, State
 from softspike.core.encoder import Encoder
-from softspike.core.errors import ParameterError, RegistryError, SoftspikeError, StateError, UnknownPluginError
+from softspike.core.errors import (
+    ParameterError,
+    RegistryError,
+    SoftspikeError,
+    StateError,
+    UnknownPluginError,
+)
 from softspike.core.neuron import FireConfig, Neuron, fire_reset, multistep_reference, neuron_step
 from softspike.core.params import Params
 from softspike.core.registry import Registry, get_registry, reload_registry

@@ -112,7 +112,8 @@ class Catalog(Generic[T]):
         if not callable(factory):
             raise RegistryError(f"{where}: factory must be callable, got {type(factory).__name__}")
         if self.base is not None and isinstance(factory, type) and not issubclass(factory, self.base):
-            raise RegistryError(f"{where}: {factory.__name__} must subclass {self.base.__module__}.{self.base.__name__}")
+            base = f"{self.base.__module__}.{self.base.__name__}"
+            raise RegistryError(f"{where}: {factory.__name__} must subclass {base}")
         if name in self._entries:
             other = self._entries[name].distribution
             raise RegistryError(f"{where}: the name is already registered by {other}")

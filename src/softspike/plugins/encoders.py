@@ -36,6 +36,7 @@ class ConstantEncoder(Encoder):
     """Direct input: the analog value itself at every step (the first layer then acts as encoder)."""
 
     Params: ClassVar[type[ConstantParams]] = ConstantParams
+    analog: ClassVar[bool] = True
 
     def encode(self, x: Tensor, T: int) -> Tensor:
         check_steps(T, "ConstantEncoder")

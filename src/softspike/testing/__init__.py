@@ -1,0 +1,25 @@
+"""The conformance suite: properties every registered neuron, surrogate and encoder must have.
+
+softspike's own tests run it over every registered plugin; a plugin author runs it on theirs:
+
+    from softspike.testing import check_plugin
+    check_plugin("neuron", "my_neuron")        # raises AssertionError with the failing example
+
+The checks are plain functions of concrete inputs (usable under any test runner); `check_plugin`
+drives them with hypothesis-generated shapes, parameters and finite values.
+"""
+
+from softspike.testing.checks import (
+    check_dynamics_gradcheck,
+    check_encoder_output,
+    check_multistep_matches_single,
+    check_neuron_binary,
+    check_surrogate_backward,
+)
+from softspike.testing.runner import check_all, check_plugin
+from softspike.testing.strategies import inputs, params_for, shapes
+
+__all__ = [
+    "check_all", "check_dynamics_gradcheck", "check_encoder_output", "check_multistep_matches_single",
+    "check_neuron_binary", "check_plugin", "check_surrogate_backward", "inputs", "params_for", "shapes",
+]

@@ -1,0 +1,107 @@
+"""The conformance properties, as plain functions of concrete inputs."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from softspike.core.dynamics import Dynamics
+from softspike.core.encoder import Encoder
+from softspike.core.neuron import Neuron
+from softspike.core.surrogate import Surrogate
+
+
+def _assert_binary(s: Tensor, what: str) -> None:
+    bad = s[(s != 0) & (s != 1)]
+    assert bad.numel() == 0, f"{what}: spikes must be exactly 0 or 1, found {bad[:5].tolist()}"
+
+
+def check_surrogate_backward(gate: Surrogate, x: Tensor) -> None:
+    """Forward is Θ(x) exactly; backward equals autograd's derivative of `gate.primitive`."""
+    x = x.detach().to(torch.float64)
+    xs = x.clone().requires_grad_(True)
+    s = gate(xs)
+    _assert_binary(s, type(gate).__name__)
+    assert torch.equal(s.detach(), (x >= 0).to(s.dtype)), f"{type(gate).__name__}: forward is not Θ(x)"
+    (got,) = torch.autograd.grad(s.sum(), xs)
+    xp = x.clone().requires_grad_(True)
+    (want,) = torch.autograd.grad(gate.primitive(xp).sum(), xp)
+    keep = torch.ones_like(x, dtype=torch.bool)
+    for k in gate.kink_points():
+        keep &= (x - k).abs() > 1e-9 * max(1.0, abs(k))
+    assert torch.allclose(got[keep], want[keep], rtol=1e-6, atol=1e-9), (
+        f"{type(gate).__name__}: derivative(x) differs from d primitive/dx: "
+        f"x={x[keep].tolist()[:5]} derivative={got[keep].tolist()[:5]} autograd={want[keep].tolist()[:5]}"
+    )
+
+
+def check_dynamics_gradcheck(dynamics: Dynamics, v: Tensor, x: Tensor, v_rest: float = 0.0) -> None:
+    """The charge equation f(V, X) passes torch.autograd.gradcheck in float64."""
+    dyn = dynamics.to(torch.float64)
+    state = {k: t.to(torch.float64) for k, t in dyn.initial_state(x.to(torch.float64)).items()}
+    v = v.detach().to(torch.float64).requires_grad_(True)
+    x = x.detach().to(torch.float64).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda v_, x_: dyn.charge(v_, x_, state, v_rest), (v, x)), (
+        f"{type(dynamics).__name__}: gradcheck of charge failed"
+    )
+
+
+def check_neuron_binary(neuron: Neuron, x_seq: Tensor) -> Tensor:
+    """Spikes are exactly 0/1 in both step modes; returns the multi-step spikes."""
+    neuron.reset()
+    mode = neuron.step_mode
+    try:
+        neuron.step_mode = "m"
+        s = neuron(x_seq)
+        _assert_binary(s, f"{type(neuron.dynamics).__name__} multi-step")
+        assert s.shape == x_seq.shape, f"multi-step output shape {tuple(s.shape)} != input {tuple(x_seq.shape)}"
+        neuron.step_mode = "s"
+        for x in x_seq:
+            _assert_binary(neuron(x), f"{type(neuron.dynamics).__name__} single-step")
+    finally:
+        neuron.reset()
+        neuron.step_mode = mode
+    return s
+
+
+def check_multistep_matches_single(neuron: Neuron, x_seq: Tensor) -> None:
+    """Multi-step over [T, ...] gives the same spikes and input gradients as T single-step calls."""
+    mode = neuron.step_mode
+    try:
+        neuron.reset()
+        neuron.step_mode = "m"
+        xm = x_seq.detach().clone().requires_grad_(True)
+        sm = neuron(xm)
+        weights = torch.linspace(0.5, 1.5, sm.numel(), dtype=sm.dtype).reshape(sm.shape)
+        (gm,) = torch.autograd.grad((sm * weights).sum(), xm, allow_unused=True)
+        neuron.reset()
+        neuron.step_mode = "s"
+        xs = x_seq.detach().clone().requires_grad_(True)
+        ss = torch.stack([neuron(x) for x in xs])
+        (gs,) = torch.autograd.grad((ss * weights).sum(), xs, allow_unused=True)
+        assert torch.equal(sm, ss), "multi-step spikes differ from T single-step calls"
+        if gm is not None or gs is not None:
+            assert gm is not None and gs is not None
+            assert torch.allclose(gm, gs, rtol=1e-5, atol=1e-6), "multi-step gradients differ from single-step"
+    finally:
+        neuron.reset()
+        neuron.step_mode = mode
+
+
+def check_encoder_output(encoder: Encoder, x: Tensor, T: int) -> Tensor:
+    """encode(x, T) is [T, *x.shape]; spike codes are binary, the constant code repeats x."""
+    out = encoder.encode(x, T)
+    assert out.shape == (T, *x.shape), f"{type(encoder).__name__}: shape {tuple(out.shape)}"
+    if getattr(encoder, "analog", False):
+        assert torch.equal(out, x.expand(T, *x.shape)), f"{type(encoder).__name__}: not the input repeated"
+    else:
+        _assert_binary(out, type(encoder).__name__)
+    encoder.reset()
+    try:
+        encoder.steps_per_sample()
+    except ValueError:  # configured for multi-step use only (e.g. a latency code without T)
+        return out
+    step = encoder(x)
+    assert step.shape == x.shape, f"{type(encoder).__name__}: one step has shape {tuple(step.shape)}"
+    encoder.reset()
+    return out

@@ -1,0 +1,119 @@
+"""Real third-party packages, pip-installed into a temporary directory, found through entry points."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "softspike-qif"
+
+
+def _pip_install(src: Path, target: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--no-build-isolation",
+         "--target", str(target), str(src)],
+        check=True, capture_output=True, text=True,
+    )
+
+
+def _run(code: str, site: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {**os.environ, "PYTHONPATH": str(site), **env}
+    environ.pop("SOFTSPIKE_DISABLE_PLUGIN_AUTOLOAD", None)
+    environ.update(env)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environ, timeout=300)
+
+
+def _broken_package(root: Path, dist: str, module: str, body: str) -> Path:
+    pkg = root / dist
+    (pkg / module).mkdir(parents=True)
+    (pkg / "pyproject.toml").write_text(textwrap.dedent(f"""
+        [build-system]
+        requires = ["setuptools>=64"]
+        build-backend = "setuptools.build_meta"
+        [project]
+        name = "{dist}"
+        version = "0.0.1"
+        [project.entry-points.softspike]
+        {module} = "{module}.plugin"
+        [tool.setuptools]
+        packages = ["{module}"]
+    """))
+    (pkg / module / "__init__.py").write_text("")
+    (pkg / module / "plugin.py").write_text(textwrap.dedent(body))
+    return pkg
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    target = tmp_path_factory.mktemp("site")
+    _pip_install(EXAMPLE, target)
+    return target
+
+
+def test_a_third_party_neuron_and_surrogate_work_through_the_registry(site: Path) -> None:
+    code = textwrap.dedent("""
+        import json, torch, softspike
+        from softspike.testing import check_plugin
+        reg = softspike.get_registry()
+        node = reg.neurons.create("qif", tau=3.0, surrogate="gauss", step_mode="m")
+        x = torch.rand(6, 2, 4, requires_grad=True) * 2
+        s = node(x)
+        s.sum().backward()
+        check_plugin("neuron", "qif", max_examples=10)
+        check_plugin("surrogate", "gauss", max_examples=10)
+        print(json.dumps({"dist": reg.neurons.get("qif").distribution, "gate": reg.surrogates.get("gauss").distribution,
+                          "binary": bool(((s == 0) | (s == 1)).all()), "errors": len(reg.errors)}))
+    """)
+    out = _run(code, site)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {"dist": "softspike-qif", "gate": "softspike-qif", "binary": True, "errors": 0}
+    listing = _run("from softspike.cli import main; main(['plugins', '--json'])", site)
+    names = {(p["kind"], p["name"], p["distribution"]) for p in json.loads(listing.stdout)["plugins"]}
+    assert ("neuron", "qif", "softspike-qif") in names and ("surrogate", "gauss", "softspike-qif") in names
+    off = _run("import softspike; print('qif' in softspike.get_registry().neurons)", site,
+               SOFTSPIKE_DISABLE_PLUGIN_AUTOLOAD="1")
+    assert off.stdout.strip() == "False"
+
+
+def test_broken_plugins_are_reported_and_skipped(tmp_path: Path, site: Path) -> None:
+    _pip_install(_broken_package(tmp_path / "src", "softspike-broken-import", "broken_import",
+                                 "import not_a_module_anywhere\n"), site)
+    _pip_install(_broken_package(tmp_path / "src", "softspike-clash", "clash", """
+        import softspike
+        from softspike.plugins.neurons import LIF
+        from softspike.plugins.surrogates import Sigmoid
+        @softspike.hookimpl
+        def softspike_register(registry):
+            registry.surrogates.add("my_sigmoid", Sigmoid)  # fine on its own, rolled back with the rest
+            registry.neurons.add("lif", LIF)                # taken by softspike itself
+    """), site)
+    _pip_install(_broken_package(tmp_path / "src", "softspike-raises", "raises", """
+        import softspike
+        @softspike.hookimpl
+        def softspike_register(registry):
+            raise RuntimeError("boom")
+    """), site)
+    code = textwrap.dedent("""
+        import json, softspike
+        reg = softspike.get_registry()
+        print(json.dumps({"errors": [vars(e) for e in reg.errors], "qif": "qif" in reg.neurons,
+                          "my_sigmoid": "my_sigmoid" in reg.surrogates, "lif": reg.neurons.get("lif").distribution}))
+    """)
+    out = _run(code, site)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    errors = {e["distribution"]: e["error"] for e in data["errors"]}
+    assert "No module named 'not_a_module_anywhere'" in errors["softspike-broken-import"]
+    clash = errors["softspike-clash"]
+    assert "from softspike-clash" in clash and "registered by softspike" in clash
+    assert "boom" in errors["softspike-raises"]
+    assert data["qif"] and not data["my_sigmoid"] and data["lif"] == "softspike"
+    listing = _run("from softspike.cli import main; main(['plugins'])", site)
+    assert listing.returncode == 0 and "skipped plugin 'broken_import' from softspike-broken-import" in listing.stderr
