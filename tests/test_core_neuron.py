@@ -210,3 +210,25 @@ def test_surrogate_by_name_and_repr() -> None:
     node = neuron.LIFNode(tau=2.0, surrogate="atan", v_reset=None, detach_reset=True)
     text = repr(node)
     assert "ATan(alpha=2.0)" in text and "soft" in text and "detach_reset=True" in text and "tau=2.0" in text
+
+
+def test_the_time_loop_never_touches_the_registry_or_pydantic(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pluggy
+    import pydantic
+
+    import softspike.core.registry as registry_module
+
+    nodes = [softspike.get_registry().neurons.create(n, surrogate="atan", step_mode=m)
+             for n in softspike.get_registry().neurons.names() for m in ("s", "m")]
+
+    def forbidden(*args: object, **kwargs: object) -> None:
+        raise AssertionError("called in the time loop")
+
+    monkeypatch.setattr(pydantic.BaseModel, "__init__", forbidden)
+    monkeypatch.setattr(pydantic.BaseModel, "model_validate", forbidden)
+    monkeypatch.setattr(pluggy.PluginManager, "subset_hook_caller", forbidden)
+    monkeypatch.setattr(registry_module, "get_registry", forbidden)
+    x = (torch.rand(4, 2, 3) * 3).requires_grad_(True)
+    for node in nodes:
+        out = node(x) if node.step_mode == "m" else torch.stack([node(xt) for xt in x])
+        out.sum().backward()
