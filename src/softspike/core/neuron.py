@@ -138,6 +138,8 @@ class Neuron(nn.Module):
         self.cfg = FireConfig(v_threshold, v_reset, surrogate, bool(detach_reset), reset_grad)
         self.step_mode = step_mode
         self.backend = backend
+        #: The multi-step path the last call took: "native", "torch" or "reference" (see core.fused).
+        self.backend_used: str | None = None
         self.v: Tensor | float = self.cfg.v_rest
         self.state: State = {}
 
@@ -215,4 +217,10 @@ class Neuron(nn.Module):
             )
         if x_seq.shape[0] == 0:
             raise ValueError(f"{type(self).__name__}: multi-step input has T = 0 time steps")
-        return multistep_reference(self.dynamics, self.cfg, x_seq)
+        if self.backend == "reference":
+            self.backend_used = "reference"
+            return multistep_reference(self.dynamics, self.cfg, x_seq)
+        from softspike.core import fused  # imported here: fused builds on this module
+
+        self.backend_used = fused.select_backend(self.dynamics, self.cfg, x_seq, self.backend)
+        return fused.run(self.backend_used, self.dynamics, self.cfg, x_seq)

@@ -1,0 +1,355 @@
+// Fused multi-step kernels for the linear neurons (IF, LIF, parametric LIF) and Poisson sampling.
+//
+// Plain C++ without torch headers: it builds in about a second with the system compiler and is
+// called through ctypes (softspike/core/fused/native.py). Data are contiguous float32 [T, M].
+//
+// Forward runs the time loop per block of neurons, keeping V in a block-sized buffer, and writes
+// only the spikes. Backward recomputes H from the saved input X (bit for bit: the same code and
+// -ffp-contract=off), keeps the block's H for all T in cache and runs BPTT in reverse. Memory
+// traffic: forward reads X and writes S, backward reads X and dL/dS and writes dL/dX.
+//
+// Forward arithmetic copies PyTorch's op order (v + (x - (v - v_rest)) / tau, ...) so that the
+// spikes are identical to the reference loop's.
+
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <pthread.h>
+#include <vector>
+
+namespace {
+
+enum Dyn { IF = 0, LIF = 1, PLIF = 2 };
+enum Gate { SIGMOID = 0, ATAN = 1, PIECEWISE_QUADRATIC = 2, FAST_SIGMOID = 3, ERF = 4, TRIANGLE = 5,
+            STRAIGHT_THROUGH = 6 };
+
+struct Params {
+  int64_t T, M;
+  float tau, k, v_rest, v_th, v_reset, alpha, width;
+  int hard, detach, gate;
+};
+
+// Cephes-style exp: ~1 ulp, branch-free so the loops vectorize.
+inline float fexp(float x) {
+  x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+  float n = std::floor(x * 1.44269504088896341f + 0.5f);
+  float r = x - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  float y = p * r * r + r + 1.0f;
+  int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return y * scale;
+}
+
+template <int G>
+inline float gate_derivative(float z, float a, float w) {
+  if constexpr (G == SIGMOID) {
+    float s = 1.0f / (1.0f + fexp(-a * z));
+    return a * s * (1.0f - s);
+  } else if constexpr (G == ATAN) {
+    float u = 1.57079632679489662f * a * z;
+    return (a * 0.5f) / (1.0f + u * u);
+  } else if constexpr (G == PIECEWISE_QUADRATIC) {
+    float d = a - a * a * std::fabs(z);
+    return d > 0.0f ? d : 0.0f;
+  } else if constexpr (G == FAST_SIGMOID) {
+    float u = 1.0f + a * std::fabs(z);
+    return a / (2.0f * u * u);
+  } else if constexpr (G == ERF) {
+    float u = a * z;
+    return a * 0.56418958354775628f * fexp(-(u * u));
+  } else if constexpr (G == TRIANGLE) {
+    float d = 1.0f - std::fabs(z) / w;
+    return a * (d > 0.0f ? d : 0.0f);
+  } else {
+    return std::fabs(z) <= 0.5f / a ? a : 0.0f;
+  }
+}
+
+// H = f(V, X), written exactly as the Python dynamics compute it.
+template <int D>
+inline float charge(float v, float x, const Params& p) {
+  if constexpr (D == IF) {
+    return v + x;
+  } else if constexpr (D == LIF) {
+    return v + (x - (v - p.v_rest)) / p.tau;
+  } else {
+    return v + (x - (v - p.v_rest)) * p.k;
+  }
+}
+
+// Runs the forward loop over one block; writes spikes (s != nullptr) and/or H for all t (hs).
+template <int D>
+void forward_block(const Params& p, const float* x, float* s, float* hs, float* v, int64_t i0, int64_t n) {
+  const float vth = p.v_th, vr = p.v_reset;
+  const bool hard = p.hard != 0;
+  for (int64_t i = 0; i < n; ++i) v[i] = p.v_rest;
+  for (int64_t t = 0; t < p.T; ++t) {
+    const float* xt = x + t * p.M + i0;
+    float* ht = hs ? hs + t * n : nullptr;
+    float* st = s ? s + t * p.M + i0 : nullptr;
+    if (hard) {
+      for (int64_t i = 0; i < n; ++i) {
+        float h = charge<D>(v[i], xt[i], p);
+        bool f = (h - vth) >= 0.0f;
+        if (ht) ht[i] = h;
+        if (st) st[i] = f ? 1.0f : 0.0f;
+        v[i] = f ? vr : h;
+      }
+    } else {
+      for (int64_t i = 0; i < n; ++i) {
+        float h = charge<D>(v[i], xt[i], p);
+        bool f = (h - vth) >= 0.0f;
+        if (ht) ht[i] = h;
+        if (st) st[i] = f ? 1.0f : 0.0f;
+        v[i] = f ? h - vth : h;
+      }
+    }
+  }
+}
+
+template <int D, int G>
+void backward_block(const Params& p, const float* x, const float* gs, float* gx, float* hs, float* gv,
+                    double* gk_acc, int64_t i0, int64_t n) {
+  forward_block<D>(p, x, nullptr, hs, gv, i0, n);
+  const float vth = p.v_th, vr = p.v_reset, a = p.alpha, w = p.width, k = p.k, tau = p.tau;
+  const float hard = p.hard ? 1.0f : 0.0f;
+  const float keep = p.detach ? 0.0f : 1.0f;
+  for (int64_t i = 0; i < n; ++i) gv[i] = 0.0f;
+  if constexpr (D == PLIF) {
+    for (int64_t i = 0; i < n; ++i) gk_acc[i] = 0.0;
+  }
+  for (int64_t t = p.T - 1; t >= 0; --t) {
+    const float* ht = hs + t * n;
+    const float* hp = t > 0 ? hs + (t - 1) * n : nullptr;
+    const float* gst = gs + t * p.M + i0;
+    const float* xt = x + t * p.M + i0;
+    float* gxt = gx + t * p.M + i0;
+    for (int64_t i = 0; i < n; ++i) {
+      float h = ht[i];
+      float z = h - vth;
+      float sp = z >= 0.0f ? 1.0f : 0.0f;
+      float sg = gate_derivative<G>(z, a, w);
+      float g = gv[i];
+      // dV/dS: hard (V_reset - H), soft -theta; zero when the reset is detached.
+      float dvds = hard * (vr - h) + (1.0f - hard) * (-vth);
+      float gsum = gst[i] + keep * g * dvds;
+      float gh = g * (1.0f - hard * sp) + gsum * sg;
+      float gxi;
+      if constexpr (D == IF) {
+        gxi = gh;
+        gv[i] = gh;
+      } else if constexpr (D == LIF) {
+        gxi = gh / tau;
+        gv[i] = gh - gxi;
+      } else {
+        gxi = gh * k;
+        gv[i] = gh - gxi;
+        float vp;
+        if (hp) {
+          float hq = hp[i];
+          bool f = (hq - vth) >= 0.0f;
+          vp = f ? (p.hard ? vr : hq - vth) : hq;
+        } else {
+          vp = p.v_rest;
+        }
+        gk_acc[i] += static_cast<double>(gh * (xt[i] - (vp - p.v_rest)));
+      }
+      gxt[i] = gxi;
+    }
+  }
+}
+
+int64_t block_size(int64_t T, int64_t M) {
+  // Keep one block's H for all T within ~256 KiB (L2).
+  int64_t b = 65536 / (T > 0 ? T : 1);
+  b = b < 64 ? 64 : (b > 4096 ? 4096 : b);
+  b = (b / 16) * 16;
+  return b < M ? b : M;
+}
+
+struct Task {
+  const Params* p;
+  const float* x;
+  float* s;
+  const float* gs;
+  float* gx;
+  double* gk_part;  // one per block
+  int64_t nblocks, bs, first, last;
+  bool backward;
+};
+
+template <int D, int G>
+void run_task(const Task& tk) {
+  const Params& p = *tk.p;
+  std::vector<float> v(tk.bs);
+  std::vector<float> hs(tk.backward ? static_cast<size_t>(p.T * tk.bs) : 0);
+  std::vector<double> acc(D == PLIF ? tk.bs : 0);
+  for (int64_t b = tk.first; b < tk.last; ++b) {
+    int64_t i0 = b * tk.bs;
+    int64_t n = (i0 + tk.bs <= p.M) ? tk.bs : p.M - i0;
+    if (!tk.backward) {
+      forward_block<D>(p, tk.x, tk.s, nullptr, v.data(), i0, n);
+    } else {
+      backward_block<D, G>(p, tk.x, tk.gs, tk.gx, hs.data(), v.data(), acc.data(), i0, n);
+      if constexpr (D == PLIF) {
+        double sum = 0.0;
+        for (int64_t i = 0; i < n; ++i) sum += acc[i];
+        tk.gk_part[b] = sum;
+      }
+    }
+  }
+}
+
+template <int D>
+void dispatch_gate(const Task& tk) {
+  switch (tk.p->gate) {
+    case SIGMOID: run_task<D, SIGMOID>(tk); break;
+    case ATAN: run_task<D, ATAN>(tk); break;
+    case PIECEWISE_QUADRATIC: run_task<D, PIECEWISE_QUADRATIC>(tk); break;
+    case FAST_SIGMOID: run_task<D, FAST_SIGMOID>(tk); break;
+    case ERF: run_task<D, ERF>(tk); break;
+    case TRIANGLE: run_task<D, TRIANGLE>(tk); break;
+    default: run_task<D, STRAIGHT_THROUGH>(tk); break;
+  }
+}
+
+void run_any(const Task& tk, int dyn) {
+  if (!tk.backward) {
+    // The gate does not matter forward: instantiate once per dynamics.
+    if (dyn == IF) run_task<IF, SIGMOID>(tk);
+    else if (dyn == LIF) run_task<LIF, SIGMOID>(tk);
+    else run_task<PLIF, SIGMOID>(tk);
+    return;
+  }
+  if (dyn == IF) dispatch_gate<IF>(tk);
+  else if (dyn == LIF) dispatch_gate<LIF>(tk);
+  else dispatch_gate<PLIF>(tk);
+}
+
+struct Job {
+  Task task;
+  int dyn;
+};
+
+void* thread_main(void* arg) {
+  Job* j = static_cast<Job*>(arg);
+  run_any(j->task, j->dyn);
+  return nullptr;
+}
+
+// Splits the blocks of a task over n threads (the caller's thread takes the first share).
+template <class F>
+void parallel(int64_t nblocks, int nthreads, F make_job) {
+  if (nthreads < 1) nthreads = 1;
+  if (nthreads > nblocks) nthreads = static_cast<int>(nblocks > 0 ? nblocks : 1);
+  std::vector<Job> jobs(nthreads);
+  std::vector<pthread_t> tids(nthreads);
+  std::vector<bool> started(nthreads, false);
+  for (int r = 0; r < nthreads; ++r) {
+    int64_t first = nblocks * r / nthreads, last = nblocks * (r + 1) / nthreads;
+    jobs[r] = make_job(first, last);
+  }
+  for (int r = 1; r < nthreads; ++r) started[r] = pthread_create(&tids[r], nullptr, thread_main, &jobs[r]) == 0;
+  thread_main(&jobs[0]);
+  for (int r = 1; r < nthreads; ++r) {
+    if (started[r]) pthread_join(tids[r], nullptr);
+    else thread_main(&jobs[r]);
+  }
+}
+
+inline uint32_t fmix32(uint32_t h) {
+  h ^= h >> 16;
+  h *= 0x85ebca6bu;
+  h ^= h >> 13;
+  h *= 0xc2b2ae35u;
+  h ^= h >> 16;
+  return h;
+}
+
+struct PoissonJob {
+  const float* x;
+  float* out;
+  int64_t T, M, first, last;
+  uint32_t s0, s1;
+};
+
+void* poisson_main(void* arg) {
+  const PoissonJob& j = *static_cast<PoissonJob*>(arg);
+  for (int64_t t = j.first; t < j.last; ++t) {
+    float* o = j.out + t * j.M;
+    const uint64_t base = static_cast<uint64_t>(t) * static_cast<uint64_t>(j.M);
+    const uint32_t hi = fmix32(static_cast<uint32_t>(base >> 32) ^ j.s1);
+    const uint32_t lo = static_cast<uint32_t>(base);
+    for (int64_t i = 0; i < j.M; ++i) {
+      // A counter-based hash (two murmur3 finalizer rounds, seeded): stateless, so any split
+      // over threads gives the same sample. 24 bits, as torch.rand's float32.
+      uint32_t h = fmix32((lo + static_cast<uint32_t>(i)) ^ j.s0);
+      h = fmix32(h ^ hi);
+      float u = static_cast<float>(h >> 8) * 5.9604644775390625e-8f;
+      o[i] = u < j.x[i] ? 1.0f : 0.0f;
+    }
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+extern "C" {
+
+int ss_abi_version() { return 1; }
+
+// dyn: 0 IF, 1 LIF, 2 PLIF. x, s: [T, M].
+void ss_linear_forward(const float* x, float* s, int64_t T, int64_t M, int dyn, float tau, float k,
+                       float v_rest, float v_th, float v_reset, int hard, int nthreads) {
+  Params p{T, M, tau, k, v_rest, v_th, v_reset, 1.0f, 1.0f, hard, 0, 0};
+  const int64_t bs = block_size(T, M);
+  const int64_t nblocks = (M + bs - 1) / bs;
+  parallel(nblocks, nthreads, [&](int64_t first, int64_t last) {
+    return Job{Task{&p, x, s, nullptr, nullptr, nullptr, nblocks, bs, first, last, false}, dyn};
+  });
+}
+
+// gk_out: dL/dk for PLIF (summed over everything), else untouched.
+void ss_linear_backward(const float* x, const float* gs, float* gx, double* gk_out, int64_t T, int64_t M,
+                        int dyn, float tau, float k, float v_rest, float v_th, float v_reset, int hard,
+                        int detach, int gate, float alpha, float width, int nthreads) {
+  Params p{T, M, tau, k, v_rest, v_th, v_reset, alpha, width, hard, detach, gate};
+  const int64_t bs = block_size(T, M);
+  const int64_t nblocks = (M + bs - 1) / bs;
+  std::vector<double> parts(dyn == PLIF ? nblocks : 0, 0.0);
+  parallel(nblocks, nthreads, [&](int64_t first, int64_t last) {
+    return Job{Task{&p, x, nullptr, gs, gx, parts.data(), nblocks, bs, first, last, true}, dyn};
+  });
+  if (dyn == PLIF) {
+    double sum = 0.0;
+    for (double v : parts) sum += v;
+    *gk_out = sum;
+  }
+}
+
+// out[t, i] = 1 if u(t, i) < x[i] else 0, u uniform on the 24-bit grid of [0, 1).
+void ss_poisson(const float* x, float* out, int64_t T, int64_t M, uint32_t s0, uint32_t s1, int nthreads) {
+  if (nthreads < 1) nthreads = 1;
+  if (nthreads > T) nthreads = static_cast<int>(T);
+  std::vector<PoissonJob> jobs(nthreads);
+  std::vector<pthread_t> tids(nthreads);
+  std::vector<bool> started(nthreads, false);
+  for (int r = 0; r < nthreads; ++r) jobs[r] = PoissonJob{x, out, T, M, T * r / nthreads, T * (r + 1) / nthreads, s0, s1};
+  for (int r = 1; r < nthreads; ++r) started[r] = pthread_create(&tids[r], nullptr, poisson_main, &jobs[r]) == 0;
+  poisson_main(&jobs[0]);
+  for (int r = 1; r < nthreads; ++r) {
+    if (started[r]) pthread_join(tids[r], nullptr);
+    else poisson_main(&jobs[r]);
+  }
+}
+
+}  // extern "C"

@@ -1,0 +1,120 @@
+"""The compiled CPU kernels: built once with the system C++ compiler, loaded through ctypes.
+
+The source is one small C++ file without torch headers (`core/csrc/fused_cpu.cpp`), so it builds in
+seconds and needs no ninja. The library is cached in torch's extension directory under a name that
+hashes the source, the flags, the compiler and the CPU, so a changed source or machine rebuilds it.
+Any failure (no compiler, a read-only cache, a broken build) leaves `load()` returning None with
+the reason in `status()`; callers then use the tensor-op path.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+log = logging.getLogger("softspike.fused")
+
+SOURCE = Path(__file__).resolve().parent.parent / "csrc" / "fused_cpu.cpp"
+FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fPIC", "-shared", "-pthread", "-std=c++17"]
+ABI_VERSION = 1
+
+_lock = threading.Lock()
+_lib: ctypes.CDLL | None = None
+_tried = False
+_status = "not built yet"
+_path: str | None = None
+
+
+def _compiler() -> str | None:
+    for name in (os.environ.get("CXX"), "c++", "g++", "clang++"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _cpu_tag() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return line
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _cache_dir() -> Path:
+    from torch.utils.cpp_extension import get_default_build_root
+
+    return Path(os.environ.get("SOFTSPIKE_BUILD_DIR") or get_default_build_root()) / "softspike_fused"
+
+
+def _build() -> ctypes.CDLL:
+    cxx = _compiler()
+    if cxx is None:
+        raise RuntimeError("no C++ compiler found (set CXX, or install g++)")
+    src = SOURCE.read_bytes()
+    version = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=False).stdout
+    key = hashlib.sha256(src + repr((FLAGS, version, _cpu_tag())).encode()).hexdigest()[:16]
+    out = _cache_dir() / f"fused_cpu_{key}.so"
+    if not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        log.info("softspike: compiling the fused CPU kernels (%s)", out)
+        with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+            tmp_out = Path(tmp) / out.name
+            proc = subprocess.run(
+                [cxx, *FLAGS, "-o", str(tmp_out), str(SOURCE)], capture_output=True, text=True, check=False
+            )
+            if proc.returncode != 0:
+                raise RuntimeError(f"{cxx} failed:\n{proc.stderr[-2000:]}")
+            os.replace(tmp_out, out)  # atomic: concurrent builders never load a half-written file
+    lib = ctypes.CDLL(str(out))
+    if lib.ss_abi_version() != ABI_VERSION:
+        raise RuntimeError(f"{out} has ABI {lib.ss_abi_version()}, expected {ABI_VERSION}")
+    i64, f32, i32, ptr = ctypes.c_int64, ctypes.c_float, ctypes.c_int, ctypes.c_void_p
+    lib.ss_linear_forward.argtypes = [ptr, ptr, i64, i64, i32, f32, f32, f32, f32, f32, i32, i32]
+    lib.ss_linear_forward.restype = None
+    lib.ss_linear_backward.argtypes = [
+        ptr, ptr, ptr, ptr, i64, i64, i32, f32, f32, f32, f32, f32, i32, i32, i32, f32, f32, i32,
+    ]
+    lib.ss_linear_backward.restype = None
+    lib.ss_poisson.argtypes = [ptr, ptr, i64, i64, ctypes.c_uint32, ctypes.c_uint32, i32]
+    lib.ss_poisson.restype = None
+    global _path
+    _path = str(out)
+    return lib
+
+
+def load() -> ctypes.CDLL | None:
+    """The kernel library, building it on first use; None if it cannot be built or is disabled."""
+    global _lib, _tried, _status
+    if _tried:
+        return _lib
+    with _lock:
+        if _tried:
+            return _lib
+        if os.environ.get("SOFTSPIKE_NO_NATIVE", "") not in ("", "0"):
+            _status = "disabled by SOFTSPIKE_NO_NATIVE"
+        else:
+            try:
+                _lib = _build()
+                _status = "ok"
+                log.info("softspike: fused CPU kernels loaded from %s", _path)
+            except Exception as err:  # any build or load problem: fall back, say why
+                _status = f"unavailable: {err}"
+                log.warning("softspike: fused CPU kernels %s; using the tensor-op fused path", _status)
+        _tried = True
+    return _lib
+
+
+def status() -> tuple[str, str | None]:
+    """(status line, path of the loaded library)."""
+    return _status, _path

@@ -1,0 +1,185 @@
+"""Fused multi-step neurons against the reference loop: identical spikes, gradients to rounding."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from torch import Tensor
+
+from softspike.core import fused
+from softspike.core.dynamics import Dynamics, State
+from softspike.core.fused import native
+from softspike.core.neuron import Neuron
+from softspike.core.surrogate import Surrogate
+from softspike.plugins import surrogates as sg
+from softspike.plugins.neurons import ALIF, IF, LIF, ParametricLIF
+
+NATIVE = native.load() is not None
+BACKENDS = ["torch", "auto"]
+
+
+def gates() -> st.SearchStrategy[Surrogate]:
+    alpha = st.floats(0.5, 8.0)
+    return st.one_of(
+        alpha.map(sg.Sigmoid), alpha.map(sg.ATan), alpha.map(sg.PiecewiseQuadratic),
+        st.floats(1.0, 30.0).map(sg.FastSigmoid), alpha.map(sg.Erf), alpha.map(sg.StraightThrough),
+        st.builds(sg.Triangle, alpha=st.floats(0.2, 3.0), width=st.floats(0.2, 2.0)),
+    )
+
+
+def dynamics() -> st.SearchStrategy[Dynamics]:
+    tau = st.floats(1.0, 20.0)
+    return st.one_of(
+        st.just(IF()).map(lambda _: IF()),
+        tau.map(LIF),
+        st.floats(1.1, 10.0).map(ParametricLIF),
+        st.builds(ALIF, tau=tau, tau_adapt=st.floats(1.0, 50.0), beta=st.floats(0.0, 1.0)),
+    )
+
+
+def grads(neuron: Neuron, x: Tensor, g: Tensor) -> tuple[Tensor, list[Tensor]]:
+    x = x.detach().requires_grad_()
+    s = neuron(x)
+    params = list(neuron.dynamics.parameters())
+    out = torch.autograd.grad(s, [x, *params], g)
+    return s.detach(), list(out)
+
+
+def assert_same(neuron: Neuron, x: Tensor, backend: str) -> None:
+    g = torch.randn_like(x)
+    neuron.backend = "reference"
+    s_ref, g_ref = grads(neuron, x, g)
+    neuron.backend = backend
+    s, got = grads(neuron, x, g)
+    assert torch.equal(s, s_ref), f"spikes differ ({neuron.backend_used})"
+    for a, b in zip(got, g_ref):
+        scale = float(b.abs().max()) + 1.0
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=2e-5 * scale)
+
+
+@given(
+    dyn=dynamics(),
+    gate=gates(),
+    v_threshold=st.floats(0.2, 2.0),
+    v_reset=st.one_of(st.none(), st.floats(-1.0, 0.5)),
+    detach=st.booleans(),
+    reset_grad=st.sampled_from(["surrogate", "straight_through"]),
+    shape=st.tuples(st.integers(1, 12), st.integers(1, 4), st.integers(1, 70)),
+    gain=st.floats(0.2, 3.0),
+    seed=st.integers(0, 2**31 - 1),
+    backend=st.sampled_from(BACKENDS),
+)
+def test_fused_matches_reference(
+    dyn: Dynamics, gate: Surrogate, v_threshold: float, v_reset: float | None, detach: bool,
+    reset_grad: str, shape: tuple[int, int, int], gain: float, seed: int, backend: str,
+) -> None:
+    if v_reset is not None and v_reset >= v_threshold:
+        v_reset = v_threshold - 1.0
+    neuron = Neuron(dyn, v_threshold, v_reset, gate, detach, reset_grad, step_mode="m")  # type: ignore[arg-type]
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(shape, generator=gen) * gain + 0.3 * v_threshold
+    torch.manual_seed(seed)
+    assert_same(neuron, x, backend)
+
+
+@pytest.mark.parametrize("gate", [sg.Sigmoid(), sg.ATan(), sg.PiecewiseQuadratic(), sg.FastSigmoid(),
+                                  sg.Erf(), sg.Triangle(0.7, 1.3), sg.StraightThrough()])
+@pytest.mark.parametrize("dyn", [IF, LIF, ParametricLIF])
+@pytest.mark.parametrize("v_reset", [0.0, None])
+@pytest.mark.parametrize("detach", [False, True])
+def test_native_every_gate(gate: Surrogate, dyn: type[Dynamics], v_reset: float | None, detach: bool) -> None:
+    """The compiled path for every built-in gate and reset, on a layer big enough to split in blocks."""
+    if not NATIVE:
+        pytest.skip(f"native kernels unavailable: {native.status()[0]}")
+    d = LIF(2.0) if dyn is LIF else dyn()
+    neuron = Neuron(d, 1.0, v_reset, gate, detach, step_mode="m")
+    x = torch.randn(9, 3, 1500) + 0.4
+    assert_same(neuron, x, "native")
+    assert neuron.backend_used == "native"
+    assert 0.02 < float(neuron(x).detach().mean()) < 0.9  # the neurons do fire
+
+
+def test_auto_picks_the_paths() -> None:
+    x = torch.rand(4, 2, 3)
+    lif = Neuron(LIF(2.0), step_mode="m")
+    lif(x)
+    assert lif.backend_used == ("native" if NATIVE else "torch")
+    alif = Neuron(ALIF(), step_mode="m")
+    alif(x)
+    assert alif.backend_used == "torch"
+    straight = Neuron(LIF(2.0), reset_grad="straight_through", step_mode="m")
+    straight(x)
+    assert straight.backend_used == "torch"
+    lif(x.double())
+    assert lif.backend_used == "torch"
+    lif.backend = "reference"
+    lif(x)
+    assert lif.backend_used == "reference"
+    info = fused.backend_info()
+    assert info["default"] in ("native", "torch") and "status" in info["native"]
+    with pytest.raises(ValueError, match="backend must be"):
+        fused.select_backend(lif.dynamics, lif.cfg, x, "fast")
+
+
+class Quadratic(Dynamics):
+    """A third-party dynamics: no fused kernel, so the reference loop runs."""
+
+    def charge(self, v: Tensor, x: Tensor, state: State, v_rest: float) -> Tensor:
+        return v + 0.1 * v * v + x
+
+
+class Bump(Surrogate):
+    """A third-party gate: the tensor-op path evaluates its derivative."""
+
+    def primitive(self, x: Tensor) -> Tensor:
+        return 0.5 * (1 + torch.tanh(x))
+
+    def derivative(self, x: Tensor) -> Tensor:
+        return 0.5 * (1 - torch.tanh(x) ** 2)
+
+
+def test_third_party_dynamics_and_gate() -> None:
+    x = torch.randn(6, 3, 5) * 0.5 + 0.3
+    quad = Neuron(Quadratic(), step_mode="m")
+    assert_same(quad, x, "auto")
+    assert quad.backend_used == "reference"
+    bump = Neuron(LIF(3.0), surrogate=Bump(), step_mode="m")
+    assert_same(bump, x, "auto")
+    assert bump.backend_used == "torch"
+
+
+def test_fallback_when_native_cannot_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(native, "_tried", True)
+    monkeypatch.setattr(native, "_lib", None)
+    monkeypatch.setattr(native, "_status", "unavailable: test")
+    neuron = Neuron(LIF(2.0), step_mode="m")
+    assert_same(neuron, torch.randn(5, 2, 7) + 0.5, "auto")
+    assert neuron.backend_used == "torch"
+    assert fused.backend_info()["default"] == "torch"
+    with pytest.raises(RuntimeError, match="unavailable: test"):
+        fused.select_backend(neuron.dynamics, neuron.cfg, torch.zeros(2, 2), "native")
+
+
+def test_inference_and_non_contiguous_input() -> None:
+    x = (torch.randn(3, 40, 8) + 0.5).transpose(1, 2)  # [T, 8, 40], not contiguous
+    neuron = Neuron(ParametricLIF(), step_mode="m")
+    assert_same(neuron, x, "auto")
+    with torch.no_grad():
+        neuron.backend = "reference"
+        ref = neuron(x)
+        neuron.backend = "auto"
+        assert torch.equal(neuron(x), ref)
+
+
+def test_pooled_outputs_are_never_overwritten_while_held() -> None:
+    neuron = Neuron(LIF(2.0), step_mode="m")
+    x = torch.randn(8, 64, 700) + 0.5  # > 1 MiB: the output comes from the buffer pool
+    first = neuron(x)
+    kept = first.clone()
+    view = first[3]
+    del first
+    second = neuron(x + 1.0)
+    assert torch.equal(view, kept[3])
+    assert second.data_ptr() != view.data_ptr()
