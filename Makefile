@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests $(wildcard benchmarks examples)
 	$(VENV)/bin/mypy
 
 pytest: $(STAMP)
@@ -25,6 +25,10 @@ test: lint pytest
 
 demo: $(STAMP)
 	$(PY) -m softspike.demo
+
+# Long training: MNIST accuracy of the zoo's mnist_fc (see docs/benchmarks.md); takes several minutes.
+bench-accuracy: $(STAMP)
+	$(PY) benchmarks/accuracy_mnist.py
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
