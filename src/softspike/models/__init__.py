@@ -1,1 +1,16 @@
-"""Networks as JSON specs: the spec language, the builder and the model zoo."""
+"""Networks as JSON specs: the spec language, the builder and the model zoo.
+
+>>> from softspike.models import build, load_spec
+>>> net = build(load_spec("mnist_fc"))
+"""
+
+from softspike.models.builder import build, count_parameters
+from softspike.models.errors import SpecError
+from softspike.models.load import CheckedSpec, check_spec, load_spec, zoo_names
+from softspike.models.network import InputError, SpikingNetwork
+from softspike.models.spec import json_schema, language
+
+__all__ = [
+    "CheckedSpec", "InputError", "SpecError", "SpikingNetwork", "build", "check_spec", "count_parameters",
+    "json_schema", "language", "load_spec", "zoo_names",
+]

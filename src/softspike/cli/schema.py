@@ -1,0 +1,26 @@
+"""`softspike schema`: the JSON Schema of the spec language, with every installed plugin."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from softspike.models.spec import json_schema
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("schema", help="print the JSON Schema of network specs (for editors)")
+    p.add_argument("-o", "--output", metavar="FILE", help="write it to FILE instead of stdout")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    text = json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n"
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
+    return 0

@@ -1,0 +1,58 @@
+"""`softspike train SPEC --dataset ... --epochs N ...`: train a spec-built network, resumably."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from softspike.train.config import TrainConfig
+
+
+def add_parser(sub: Any) -> None:
+    d = TrainConfig()
+    p = sub.add_parser("train", help="train a network spec on a dataset")
+    p.add_argument("spec", metavar="SPEC", help="a spec file, or the name of a zoo spec (e.g. mnist_fc)")
+    p.add_argument("--dataset", help=f"mnist, fashion_mnist, cifar10 or npz:PATH (default {d.dataset})")
+    p.add_argument("--data-root", metavar="DIR", help=f"where datasets live (default {d.data_root})")
+    p.add_argument("--download", action="store_true", default=None, help="fetch the dataset if it is missing")
+    p.add_argument("--epochs", type=int, help=f"total epochs (default {d.epochs})")
+    p.add_argument("--batch-size", type=int, help=f"default {d.batch_size}")
+    p.add_argument("--lr", type=float, help=f"learning rate (default {d.lr})")
+    p.add_argument("--optimizer", choices=("adam", "sgd"), help="default adam")
+    p.add_argument("--weight-decay", type=float, help="default 0")
+    p.add_argument("--loss", choices=("cross_entropy", "mse"),
+                   help="cross_entropy on the readout (the 2020 loss at readout scale 1) or mse to one-hot rates")
+    p.add_argument("--schedule", choices=("constant", "cosine"), help="learning-rate schedule (default constant)")
+    p.add_argument("--augment-shift", type=int, metavar="PIXELS", help="random image shifts (default 0: off)")
+    p.add_argument("--train-subset", type=int, metavar="N", help="train on the first N samples only")
+    p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default cpu)")
+    p.add_argument("--seed", type=int, help=f"default {d.seed}")
+    p.add_argument("--logdir", metavar="DIR", help="TensorBoard logs and metrics.json go here")
+    p.add_argument("--checkpoint", metavar="DIR", help="write DIR/last.pt every epoch (atomically)")
+    p.add_argument("--checkpoint-every", type=int, metavar="STEPS", help="also checkpoint every STEPS steps")
+    p.add_argument("--resume", action="store_true", help="continue the run saved in --checkpoint DIR")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no line per epoch")
+    p.set_defaults(run=run)
+
+
+def options(args: argparse.Namespace) -> dict[str, Any]:
+    """The training options given on the command line (None where not given)."""
+    names = ("dataset", "data_root", "download", "epochs", "batch_size", "lr", "optimizer", "weight_decay",
+             "loss", "schedule", "augment_shift", "train_subset", "device", "seed", "checkpoint_every")
+    out = {n: getattr(args, n) for n in names}
+    out["progress"] = False if args.no_progress or args.quiet else None
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from softspike.models.load import load_spec
+    from softspike.train.loop import fit
+
+    checked = load_spec(args.spec)
+    metrics = fit(checked, options(args), args.logdir, args.checkpoint, args.resume, verbose=not args.quiet)
+    final = metrics["final"]
+    if final:
+        print(f"{checked.spec.name}: test accuracy {100 * final['test_accuracy']:.2f}% after {final['epoch']} "
+              f"epochs ({metrics['wall_time_s']:.0f} s)")
+    return 0

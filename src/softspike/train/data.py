@@ -1,0 +1,195 @@
+"""Datasets as in-memory tensors: MNIST, Fashion-MNIST, CIFAR-10 and a user's own `.npz` arrays.
+
+Images stay in their stored dtype (uint8 for the image sets) and become floats in [0, 1] a batch
+at a time. Nothing touches the network unless `download=True`; a missing dataset says how to get it.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from softspike.core.errors import SoftspikeError
+
+NAMES = ("mnist", "fashion_mnist", "cifar10", "npz:PATH")
+CIFAR_DIR = "cifar-10-batches-py"
+CIFAR_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
+CIFAR_TEST = "test_batch"
+
+
+class DatasetError(SoftspikeError):
+    """A dataset that is missing, unreadable, or does not fit the network."""
+
+
+@dataclass(frozen=True)
+class ArraySplit:
+    """One split: samples `x` [N, ...] (uint8, scaled by 1/255 per batch, or float) and labels `y` [N]."""
+
+    x: Tensor
+    y: Tensor
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+    def batch(self, index: Tensor, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
+        x = self.x[index]
+        x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+        return x.to(device), self.y[index].to(device)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    train: ArraySplit
+    test: ArraySplit
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return tuple(self.train.x.shape[1:])
+
+    def check_fits(self, input_shape: Sequence[int], num_classes: int, spec_name: str) -> None:
+        """Raise DatasetError unless the samples have the spec's input shape and labels < classes."""
+        if self.sample_shape != tuple(input_shape):
+            raise DatasetError(
+                f"dataset {self.name!r} has samples of shape {list(self.sample_shape)}, but spec {spec_name!r} "
+                f"expects input_shape {list(input_shape)}; change the spec's input_shape or the data"
+            )
+        for split, part in (("train", self.train), ("test", self.test)):
+            if len(part) and int(part.y.max()) >= num_classes:
+                raise DatasetError(
+                    f"dataset {self.name!r}: {split} label {int(part.y.max())} is out of range for spec "
+                    f"{spec_name!r}, whose output has {num_classes} classes"
+                )
+
+
+def _torchvision_split(cls: Any, root: Path, train: bool, download: bool) -> ArraySplit:
+    ds = cls(str(root), train=train, download=download)
+    return ArraySplit(ds.data.unsqueeze(1).contiguous(), ds.targets.long())
+
+
+def _load_mnist_like(name: str, root: Path, download: bool) -> Dataset:
+    import torchvision
+
+    cls = {"mnist": torchvision.datasets.MNIST, "fashion_mnist": torchvision.datasets.FashionMNIST}[name]
+    folder = root / cls.__name__ / "raw"
+    files = ", ".join(Path(url).name.removesuffix(".gz") for url, _ in cls.resources)
+    try:
+        train = _torchvision_split(cls, root, True, download)
+        return Dataset(name, train, _torchvision_split(cls, root, False, download))
+    except RuntimeError as err:
+        if download:
+            raise DatasetError(f"{name}: download into {root} failed: {err}") from None
+        raise DatasetError(
+            f"{name}: not found in {folder} (expected {files}); pass --download to fetch it into {root}, "
+            f"or put those files in {folder}"
+        ) from None
+    except OSError as err:
+        raise DatasetError(f"{name}: cannot read or fetch it in {root}: {err}") from None
+
+
+def _read_cifar_batch(path: Path) -> tuple[Tensor, Tensor]:
+    try:
+        with path.open("rb") as f:
+            entry = pickle.load(f, encoding="bytes")
+        data = np.asarray(entry[b"data"] if b"data" in entry else entry["data"], dtype=np.uint8)
+        labels = entry.get(b"labels", entry.get("labels"))
+        x = torch.from_numpy(data.reshape(-1, 3, 32, 32).copy())
+        y = torch.as_tensor(np.asarray(labels, dtype=np.int64))
+    except FileNotFoundError:
+        raise
+    except Exception as err:
+        raise DatasetError(f"cifar10: {path} is not a CIFAR-10 batch file ({type(err).__name__}: {err})") from None
+    if x.shape[0] != y.shape[0]:
+        raise DatasetError(f"cifar10: {path} holds {x.shape[0]} images but {y.shape[0]} labels")
+    return x, y
+
+
+def _load_cifar10(root: Path, download: bool) -> Dataset:
+    folder = root / CIFAR_DIR
+    wanted = [*CIFAR_TRAIN, CIFAR_TEST]
+    if download and not all((folder / n).is_file() for n in wanted):
+        import torchvision
+
+        try:
+            torchvision.datasets.CIFAR10(str(root), train=True, download=True)
+        except (RuntimeError, OSError) as err:
+            raise DatasetError(f"cifar10: download into {root} failed: {err}") from None
+    missing = [n for n in wanted if not (folder / n).is_file()]
+    if missing:
+        raise DatasetError(
+            f"cifar10: not found in {folder} (missing {', '.join(missing)}); pass --download to fetch it into "
+            f"{root}, or unpack cifar-10-python.tar.gz there"
+        )
+    parts = [_read_cifar_batch(folder / n) for n in CIFAR_TRAIN]
+    train = ArraySplit(torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]))
+    return Dataset("cifar10", train, ArraySplit(*_read_cifar_batch(folder / CIFAR_TEST)))
+
+
+def _npz_array(arrays: Any, key: str, where: str) -> np.ndarray:
+    arr = arrays[key]
+    if arr.dtype == object:
+        raise DatasetError(f"{where}: {key} holds Python objects; save plain numeric arrays")
+    return np.asarray(arr)
+
+
+def _npz_split(arrays: Any, split: str, where: str) -> ArraySplit:
+    x, y = _npz_array(arrays, f"x_{split}", where), _npz_array(arrays, f"y_{split}", where)
+    if x.ndim not in (2, 3, 4):
+        raise DatasetError(
+            f"{where}: x_{split} has shape {list(x.shape)}; expected images [N, H, W] or [N, C, H, W] "
+            "(or flat features [N, F])"
+        )
+    if x.dtype != np.uint8 and not np.issubdtype(x.dtype, np.floating):
+        raise DatasetError(f"{where}: x_{split} has dtype {x.dtype}; give uint8 (0-255) or floats")
+    if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+        raise DatasetError(f"{where}: x_{split} contains NaN or infinite values")
+    if y.ndim != 1 or y.shape[0] != x.shape[0]:
+        raise DatasetError(f"{where}: y_{split} must be [N] labels with N = {x.shape[0]}, got shape {list(y.shape)}")
+    if not np.issubdtype(y.dtype, np.integer) or (y.size and y.min() < 0):
+        raise DatasetError(f"{where}: y_{split} must hold integer class labels >= 0 (dtype {y.dtype})")
+    xt = torch.from_numpy(np.ascontiguousarray(x))
+    if x.ndim == 3:
+        xt = xt.unsqueeze(1)
+    if xt.is_floating_point():
+        xt = xt.float()
+    return ArraySplit(xt, torch.from_numpy(y.astype(np.int64)))
+
+
+def _load_npz(path: Path) -> Dataset:
+    where = f"npz:{path}"
+    if not path.is_file():
+        raise DatasetError(f"{where}: no such file; save your arrays with numpy.savez(PATH, x_train=..., y_train=..., "
+                           "x_test=..., y_test=...)")
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in arrays.files]
+            if missing:
+                raise DatasetError(f"{where}: missing arrays {', '.join(missing)} (found: {', '.join(arrays.files)})")
+            train, test = _npz_split(arrays, "train", where), _npz_split(arrays, "test", where)
+    except DatasetError:
+        raise
+    except Exception as err:
+        raise DatasetError(f"{where}: not a readable .npz file ({type(err).__name__}: {err})") from None
+    if train.x.shape[1:] != test.x.shape[1:]:
+        raise DatasetError(f"{where}: x_train samples are {list(train.x.shape[1:])} but x_test samples are "
+                           f"{list(test.x.shape[1:])}")
+    return Dataset(where, train, test)
+
+
+def load_dataset(name: str, root: str | Path = "data", download: bool = False) -> Dataset:
+    """Load `mnist`, `fashion_mnist`, `cifar10` (from `root`) or `npz:PATH` into memory."""
+    root = Path(root)
+    if name.startswith("npz:"):
+        return _load_npz(Path(name[4:]))
+    if name in ("mnist", "fashion_mnist"):
+        return _load_mnist_like(name, root, download)
+    if name == "cifar10":
+        return _load_cifar10(root, download)
+    raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(NAMES)}")

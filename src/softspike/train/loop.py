@@ -1,0 +1,186 @@
+"""The training loop: Adam (or SGD) on the readout of a spec-built network, resumable exactly.
+
+Exact resume: the shuffle of epoch e comes from a generator seeded with (seed, e); every random
+state (torch, numpy, Python: the Poisson encoder and dropout draw from torch's) is saved with each
+checkpoint together with the position in the epoch, the optimizer and the scheduler. A run killed at
+any moment and resumed from its last checkpoint takes the same batches and reaches the same weights.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from softspike.models.builder import build
+from softspike.models.load import CheckedSpec
+from softspike.models.network import SpikingNetwork
+from softspike.train.augment import random_shift
+from softspike.train.checkpoint import (
+    CheckpointError,
+    atomic_write,
+    load_checkpoint,
+    rng_states,
+    save_checkpoint,
+    set_rng_states,
+)
+from softspike.train.config import TrainConfig, make_config
+from softspike.train.data import ArraySplit, Dataset, DatasetError, load_dataset
+from softspike.train.monitor import FiringRates
+from softspike.train.progress import Progress, TrainLog
+
+CHECKPOINT_FILE = "last.pt"
+
+
+def readout_loss(net: SpikingNetwork, rates: Tensor, y: Tensor, loss: str) -> Tensor:
+    """cross_entropy on rates × the readout scale (scale 1: the 2020 loss), or mse of rates to one-hot."""
+    if loss == "mse":
+        return F.mse_loss(rates, F.one_hot(y, rates.shape[1]).to(rates.dtype))
+    return F.cross_entropy(rates * net.readout_scale, y)
+
+
+@torch.no_grad()
+def evaluate(net: SpikingNetwork, split: ArraySplit, batch_size: int = 1000, device: str | torch.device = "cpu",
+             loss: str = "cross_entropy") -> dict[str, float]:
+    """Loss and accuracy of `net` on a whole split (eval mode: batch norm statistics, no dropout)."""
+    was_training = net.training
+    net.eval()
+    total_loss, correct = 0.0, 0
+    for start in range(0, len(split), batch_size):
+        x, y = split.batch(torch.arange(start, min(start + batch_size, len(split))), device)
+        rates = net.spikes(x).mean(0)
+        total_loss += float(readout_loss(net, rates, y, loss)) * len(y)
+        correct += int((rates.argmax(1) == y).sum())
+    net.train(was_training)
+    n = max(len(split), 1)
+    return {"loss": total_loss / n, "accuracy": correct / n}
+
+
+def epoch_order(seed: int, epoch: int, n: int) -> Tensor:
+    """The shuffle of one epoch, a function of (seed, epoch) only."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+
+
+def _optimizer(net: SpikingNetwork, cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
+    total = max(cfg.epochs * steps_per_epoch, 1)
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, total) / total)))
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+
+
+def _spec_text(checked: CheckedSpec) -> str:
+    return json.dumps(checked.to_json(), sort_keys=True)
+
+
+def check_same_spec(state: dict[str, Any], checked: CheckedSpec, path: Path) -> None:
+    if state.get("spec") != _spec_text(checked):
+        stored = json.loads(state.get("spec") or "{}").get("name", "?")
+        raise CheckpointError(
+            f"{path} was made with a different spec (network {stored!r}) than {checked.source}; "
+            "give the spec it was trained with, or use another --checkpoint directory"
+        )
+
+
+def prepare_data(cfg: TrainConfig, checked: CheckedSpec) -> Dataset:
+    data = load_dataset(cfg.dataset, cfg.data_root, cfg.download)
+    if cfg.train_subset:
+        keep = slice(0, cfg.train_subset)
+        data = Dataset(data.name, ArraySplit(data.train.x[keep], data.train.y[keep]), data.test)
+    data.check_fits(checked.spec.input_shape, checked.num_classes, checked.spec.name)
+    if len(data.train) == 0:
+        raise DatasetError(f"dataset {data.name!r} has no training samples")
+    return data
+
+
+def resolve_device(name: str) -> torch.device:
+    try:
+        device = torch.device(name)
+        torch.empty(0, device=device)
+    except (RuntimeError, ValueError) as err:
+        raise DatasetError(f"--device {name!r} is not usable here: {str(err).splitlines()[0]}") from None
+    return device
+
+
+def fit(checked: CheckedSpec, options: dict[str, Any] | TrainConfig, logdir: str | Path | None = None,
+        checkpoint_dir: str | Path | None = None, resume: bool = False, verbose: bool = True) -> dict[str, Any]:
+    """Train the network of `checked`; returns the metrics (also written to logdir/metrics.json).
+
+    `verbose` prints one line per epoch; the config's `progress` shows a progress bar."""
+    ckpt_path = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir is not None else None
+    stored: dict[str, Any] | None = None
+    if resume:
+        if ckpt_path is None:
+            raise CheckpointError("--resume needs --checkpoint DIR, the directory of the run to continue")
+        stored = load_checkpoint(ckpt_path)
+        check_same_spec(stored, checked, ckpt_path)
+    opts = options.model_dump() if isinstance(options, TrainConfig) else options
+    cfg = make_config(opts, json.loads(stored["config"]) if stored else None)
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed % 2**32)
+    random.seed(cfg.seed)
+    device = resolve_device(cfg.device)
+    data = prepare_data(cfg, checked)
+    net = build(checked).to(device)
+    opt = _optimizer(net, cfg)
+    steps_per_epoch = math.ceil(len(data.train) / cfg.batch_size)
+    sched = _scheduler(opt, cfg, steps_per_epoch)
+    log = TrainLog.start()
+    if stored is not None:
+        net.load_state_dict(stored["model"])
+        opt.load_state_dict(stored["optimizer"])
+        sched.load_state_dict(stored["scheduler"])
+        log = TrainLog.from_state(stored["log"])
+        set_rng_states(stored["rng"])
+
+    def save(epoch: int, step: int) -> None:
+        if ckpt_path is not None:
+            save_checkpoint(ckpt_path, {
+                "spec": _spec_text(checked), "config": json.dumps(cfg.model_dump()), "model": net.state_dict(),
+                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": rng_states(),
+                "log": log.state(epoch, step),
+            })
+
+    progress = Progress(logdir, cfg.progress, verbose)
+    with FiringRates(net.neuron_layers()) as monitor:
+        for epoch in range(log.epoch, cfg.epochs):
+            order, net_ = epoch_order(cfg.seed, epoch, len(data.train)), net.train()
+            bar = progress.bar(epoch, cfg.epochs, steps_per_epoch, log.step)
+            for step in range(log.step, steps_per_epoch):
+                x, y = data.train.batch(order[step * cfg.batch_size:(step + 1) * cfg.batch_size], device)
+                if cfg.augment_shift:
+                    x = random_shift(x, cfg.augment_shift)
+                rates = net_.spikes(x).mean(0)
+                loss = readout_loss(net, rates, y, cfg.loss)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                log.add_batch(loss.detach(), (rates.argmax(1) == y).sum(), len(y))
+                bar.step(log)
+                if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < steps_per_epoch:
+                    save(epoch, step + 1)
+            bar.close()
+            test = evaluate(net, data.test, cfg.test_batch_size, device, cfg.loss)
+            record = log.end_epoch(epoch, test, monitor.rates(), opt.param_groups[0]["lr"])
+            monitor.reset()
+            progress.epoch(record)
+            save(epoch + 1, 0)
+    progress.close()
+    metrics = log.metrics(checked.spec.name, cfg.model_dump())
+    if logdir is not None:
+        text = json.dumps(metrics, indent=2).encode()
+        atomic_write(Path(logdir) / "metrics.json", lambda f: f.write(text))
+    return metrics
