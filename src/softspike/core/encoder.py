@@ -20,7 +20,6 @@ class Encoder(nn.Module, metaclass=abc.ABCMeta):
         super().__init__()
         self.t = 0
         self._seq: Tensor | None = None
-        self._steps = 0
 
     @abc.abstractmethod
     def encode(self, x: Tensor, T: int) -> Tensor:

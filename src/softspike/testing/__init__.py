@@ -9,6 +9,13 @@ The checks are plain functions of concrete inputs (usable under any test runner)
 drives them with hypothesis-generated shapes, parameters and finite values.
 """
 
+try:
+    import hypothesis  # noqa: F401
+except ImportError as err:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "softspike.testing needs hypothesis: pip install 'softspike[testing]' (or pip install hypothesis)"
+    ) from err
+
 from softspike.testing.checks import (
     check_dynamics_gradcheck,
     check_encoder_output,
