@@ -118,27 +118,32 @@ void forward_block(const Params& p, const float* x, float* s, float* hs, float* 
 
 template <int D, int G>
 void backward_block(const Params& p, const float* x, const float* gs, float* gx, float* hs, float* gv,
-                    double* gk_acc, int64_t i0, int64_t n) {
+                    float* gk_acc, int64_t i0, int64_t n) {
   forward_block<D>(p, x, nullptr, hs, gv, i0, n);
   const float vth = p.v_th, vr = p.v_reset, a = p.alpha, w = p.width, k = p.k, tau = p.tau;
   const float hard = p.hard ? 1.0f : 0.0f;
   const float keep = p.detach ? 0.0f : 1.0f;
   for (int64_t i = 0; i < n; ++i) gv[i] = 0.0f;
   if constexpr (D == PLIF) {
-    for (int64_t i = 0; i < n; ++i) gk_acc[i] = 0.0;
+    for (int64_t i = 0; i < n; ++i) gk_acc[i] = 0.0f;
   }
   for (int64_t t = p.T - 1; t >= 0; --t) {
-    const float* ht = hs + t * n;
-    const float* hp = t > 0 ? hs + (t - 1) * n : nullptr;
-    const float* gst = gs + t * p.M + i0;
-    const float* xt = x + t * p.M + i0;
-    float* gxt = gx + t * p.M + i0;
+    const float* __restrict ht = hs + t * n;
+    // H(t-1) for V(t-1) (parametric LIF's dL/dk); at t = 0, V(-1) = V_rest.
+    const bool first = t == 0;
+    const float* __restrict hp = first ? ht : hs + (t - 1) * n;
+    const float firstf = first ? 1.0f : 0.0f;
+    const float* __restrict gst = gs + t * p.M + i0;
+    const float* __restrict xt = x + t * p.M + i0;
+    float* __restrict gxt = gx + t * p.M + i0;
+    float* __restrict gvr = gv;
+    float* __restrict acc = gk_acc;
     for (int64_t i = 0; i < n; ++i) {
       float h = ht[i];
       float z = h - vth;
       float sp = z >= 0.0f ? 1.0f : 0.0f;
       float sg = gate_derivative<G>(z, a, w);
-      float g = gv[i];
+      float g = gvr[i];
       // dV/dS: hard (V_reset - H), soft -theta; zero when the reset is detached.
       float dvds = hard * (vr - h) + (1.0f - hard) * (-vth);
       float gsum = gst[i] + keep * g * dvds;
@@ -146,24 +151,25 @@ void backward_block(const Params& p, const float* x, const float* gs, float* gx,
       float gxi;
       if constexpr (D == IF) {
         gxi = gh;
-        gv[i] = gh;
+        gvr[i] = gh;
       } else if constexpr (D == LIF) {
         gxi = gh / tau;
-        gv[i] = gh - gxi;
+        gvr[i] = gh - gxi;
       } else {
         gxi = gh * k;
-        gv[i] = gh - gxi;
-        float vp;
-        if (hp) {
-          float hq = hp[i];
-          bool f = (hq - vth) >= 0.0f;
-          vp = f ? (p.hard ? vr : hq - vth) : hq;
-        } else {
-          vp = p.v_rest;
-        }
-        gk_acc[i] += static_cast<double>(gh * (xt[i] - (vp - p.v_rest)));
+        gvr[i] = gh - gxi;
       }
       gxt[i] = gxi;
+    }
+    if constexpr (D == PLIF) {
+      // dL/dk += dL/dH · (X - (V(t-1) - V_rest)), with dL/dH = dL/dX / k.
+      for (int64_t i = 0; i < n; ++i) {
+        float hq = hp[i];
+        float fired = (hq - vth) >= 0.0f ? 1.0f : 0.0f;
+        float vp = fired * (hard * vr + (1.0f - hard) * (hq - vth)) + (1.0f - fired) * hq;
+        vp = firstf * p.v_rest + (1.0f - firstf) * vp;
+        acc[i] += (gxt[i] + gvr[i]) * (xt[i] - (vp - p.v_rest));
+      }
     }
   }
 }
@@ -192,7 +198,7 @@ void run_task(const Task& tk) {
   const Params& p = *tk.p;
   std::vector<float> v(tk.bs);
   std::vector<float> hs(tk.backward ? static_cast<size_t>(p.T * tk.bs) : 0);
-  std::vector<double> acc(D == PLIF ? tk.bs : 0);
+  std::vector<float> acc(D == PLIF ? tk.bs : 0);
   for (int64_t b = tk.first; b < tk.last; ++b) {
     int64_t i0 = b * tk.bs;
     int64_t n = (i0 + tk.bs <= p.M) ? tk.bs : p.M - i0;

@@ -49,15 +49,18 @@ class BufferPool:
                 old = next((b for b in self._bufs if self._free(b)), None)
                 if old is None:
                     return torch.empty(shape, dtype=dtype)
-                self._bufs.remove(old)
+                self._drop(old)
             buf = torch.empty(nbytes, dtype=torch.uint8)
             self._bufs.append(buf)
         else:  # most recently used last
-            self._bufs.remove(buf)
+            self._drop(buf)
             self._bufs.append(buf)
         shape = tuple(shape)
         stride = torch.empty(shape, device="meta").stride()
         return torch.empty(0, dtype=dtype).set_(buf.untyped_storage(), 0, shape, stride)
+
+    def _drop(self, buf: Tensor) -> None:
+        self._bufs = [b for b in self._bufs if b is not buf]
 
     def clear(self) -> None:
         """Forget every cached buffer (buffers still in use stay alive with their users)."""
