@@ -183,3 +183,29 @@ def test_pooled_outputs_are_never_overwritten_while_held() -> None:
     second = neuron(x + 1.0)
     assert torch.equal(view, kept[3])
     assert second.data_ptr() != view.data_ptr()
+
+
+def test_poisson_sampler() -> None:
+    from softspike.plugins.encoders import PoissonEncoder
+
+    enc = PoissonEncoder()
+    x = torch.tensor([0.0, 1.0, 0.05, 0.3, 0.5, 0.9]).repeat(400, 1)
+    torch.manual_seed(1)
+    a = enc.encode(x, 50)
+    torch.manual_seed(1)
+    assert torch.equal(enc.encode(x, 50), a)  # repeatable under torch.manual_seed
+    assert not torch.equal(enc.encode(x, 50), a)
+    assert a.shape == (50, 400, 6) and a.dtype == torch.float32
+    assert set(a.unique().tolist()) <= {0.0, 1.0}
+    rate = a.mean(dim=(0, 1))
+    assert rate[0] == 0 and rate[1] == 1
+    n = 50 * 400
+    for p, r in zip(x[0, 2:].tolist(), rate[2:].tolist()):
+        assert abs(r - p) < 5 * (p * (1 - p) / n) ** 0.5
+    # neighbouring steps and neurons are uncorrelated
+    b = a[:, :, 4]
+    corr_t = ((b[1:] - 0.5) * (b[:-1] - 0.5)).mean()
+    corr_n = ((b[:, 1:] - 0.5) * (b[:, :-1] - 0.5)).mean()
+    assert abs(float(corr_t)) < 0.02 and abs(float(corr_n)) < 0.02
+    with pytest.raises(ValueError, match="intensities"):
+        enc.encode(torch.tensor([1.5]), 4)
