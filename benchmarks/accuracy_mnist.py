@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from softspike.models import load_spec
+from softspike.models import check_spec, load_spec
 from softspike.train import fit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,6 +55,7 @@ def main() -> int:
     p.add_argument("--loss", default="cross_entropy")
     p.add_argument("--augment-shift", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--readout-scale", type=float, help="override the spec's readout scale (1 = the 2020 readout)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--logdir", default=str(ROOT / "benchmarks" / "results" / "mnist_fc"))
     p.add_argument("--plot", default=str(ROOT / "docs" / "mnist_fc_accuracy.png"))
@@ -66,6 +67,10 @@ def main() -> int:
     if download:
         root = ROOT / "data"
     checked = load_spec(args.spec)
+    if args.readout_scale is not None:
+        data = checked.to_json()
+        data["readout"]["scale"] = args.readout_scale
+        checked = check_spec(data, f"{checked.source} (readout scale {args.readout_scale:g})")
     options = {
         "dataset": "mnist", "data_root": str(root), "download": download, "epochs": args.epochs,
         "batch_size": args.batch_size, "lr": args.lr, "schedule": args.schedule, "loss": args.loss,

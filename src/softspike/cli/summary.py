@@ -21,7 +21,7 @@ def _describe(layer: Any) -> str:
         reset = "soft" if layer.v_reset is None else f"v_reset={layer.v_reset}"
         gate = layer.surrogate.type if layer.surrogate is not None else "sigmoid"
         return f"{layer.neuron.type}({params}) v_th={layer.v_threshold} {reset} {gate}"
-    keep = {k: v for k, v in layer.model_dump().items() if k not in ("type", "layers")}
+    keep = {k: v for k, v in layer.model_dump().items() if k not in ("type", "layers") and v is not None}
     return ", ".join(f"{k}={v}" for k, v in keep.items())
 
 
