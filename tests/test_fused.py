@@ -209,3 +209,37 @@ def test_poisson_sampler() -> None:
     assert abs(float(corr_t)) < 0.02 and abs(float(corr_n)) < 0.02
     with pytest.raises(ValueError, match="intensities"):
         enc.encode(torch.tensor([1.5]), 4)
+
+
+def test_compact_saved_spikes_same_gradients() -> None:
+    from softspike.core.fused import compact_saved_spikes
+    from softspike.core.fused.compact import _Packed, pack_spikes
+
+    if not NATIVE:
+        pytest.skip("needs the compiled kernels")
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(64, 96), Neuron(LIF(2.0), step_mode="m"), torch.nn.Linear(96, 5))
+    x = (torch.rand(6, 50, 64) < 0.3).float()
+
+    def run() -> list[Tensor]:
+        net.zero_grad()
+        net(x).square().sum().backward()
+        return [p.grad.clone() for p in net.parameters()]  # type: ignore[union-attr]
+
+    plain = run()
+    packed: list[bool] = []
+
+    def probe(t: Tensor) -> Tensor:
+        packed.append(isinstance(pack_spikes(t, 1024), _Packed))
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(probe, lambda t: t):
+        net(x)
+    assert sum(packed) == 2  # the input spikes and the hidden spikes; not the weights or the membrane input
+    with compact_saved_spikes(min_bytes=1024):
+        net.zero_grad()
+        loss = net(x).square().sum()
+    loss.backward()
+    for a, p in zip(plain, net.parameters()):
+        assert torch.equal(a, p.grad)
+    assert not isinstance(pack_spikes(torch.rand(4096)), _Packed)

@@ -307,9 +307,86 @@ void* poisson_main(void* arg) {
   return nullptr;
 }
 
+// Packs 8 floats per byte; returns false as soon as a chunk holds a value other than 0 or 1.
+bool pack_range(const float* __restrict x, uint8_t* __restrict out, int64_t first, int64_t last) {
+  const int64_t chunk = 4096;  // bytes per chunk: the check runs per chunk so the loop vectorizes
+  for (int64_t c = first; c < last; c += chunk) {
+    const int64_t end = c + chunk < last ? c + chunk : last;
+    int bad = 0;
+    for (int64_t j = c; j < end; ++j) {
+      const float* v = x + 8 * j;
+      uint32_t b = 0;
+      for (int k = 0; k < 8; ++k) {
+        b |= static_cast<uint32_t>(v[k] != 0.0f) << k;
+        bad |= (v[k] != 0.0f) & (v[k] != 1.0f);
+      }
+      out[j] = static_cast<uint8_t>(b);
+    }
+    if (bad) return false;
+  }
+  return true;
+}
+
+struct PackJob {
+  const float* x;
+  uint8_t* bytes;
+  float* y;
+  int64_t first, last;
+  bool ok;
+};
+
+void* pack_main(void* arg) {
+  PackJob& j = *static_cast<PackJob*>(arg);
+  j.ok = pack_range(j.x, j.bytes, j.first, j.last);
+  return nullptr;
+}
+
+void* unpack_main(void* arg) {
+  PackJob& j = *static_cast<PackJob*>(arg);
+  for (int64_t i = j.first; i < j.last; ++i) {
+    const uint32_t b = j.bytes[i];
+    float* v = j.y + 8 * i;
+    for (int k = 0; k < 8; ++k) v[k] = static_cast<float>((b >> k) & 1u);
+  }
+  return nullptr;
+}
+
+template <class F>
+bool run_bytes(int64_t nbytes, int nthreads, PackJob proto, F fn) {
+  if (nthreads < 1) nthreads = 1;
+  if (nbytes < (int64_t{1} << 16)) nthreads = 1;
+  std::vector<PackJob> jobs(nthreads, proto);
+  std::vector<pthread_t> tids(nthreads);
+  std::vector<bool> started(nthreads, false);
+  for (int r = 0; r < nthreads; ++r) {
+    jobs[r].first = nbytes * r / nthreads;
+    jobs[r].last = nbytes * (r + 1) / nthreads;
+    jobs[r].ok = true;
+  }
+  for (int r = 1; r < nthreads; ++r) started[r] = pthread_create(&tids[r], nullptr, fn, &jobs[r]) == 0;
+  fn(&jobs[0]);
+  bool ok = jobs[0].ok;
+  for (int r = 1; r < nthreads; ++r) {
+    if (started[r]) pthread_join(tids[r], nullptr);
+    else fn(&jobs[r]);
+    ok = ok && jobs[r].ok;
+  }
+  return ok;
+}
+
 }  // namespace
 
 extern "C" {
+
+// Packs n (a multiple of 8) floats that are all 0 or 1 into n / 8 bytes; returns 0 if any is not.
+int ss_pack_bits(const float* x, uint8_t* out, int64_t n, int nthreads) {
+  return run_bytes(n / 8, nthreads, PackJob{x, out, nullptr, 0, 0, true}, pack_main) ? 1 : 0;
+}
+
+void ss_unpack_bits(const uint8_t* bytes, float* y, int64_t n, int nthreads) {
+  run_bytes(n / 8, nthreads, PackJob{nullptr, const_cast<uint8_t*>(bytes), y, 0, 0, true}, unpack_main);
+}
+
 
 int ss_abi_version() { return 1; }
 

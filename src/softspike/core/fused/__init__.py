@@ -21,6 +21,7 @@ from torch import Tensor
 
 from softspike.core.dynamics import Dynamics
 from softspike.core.fused import native
+from softspike.core.fused.compact import compact_saved_spikes
 from softspike.core.fused.pool import POOL
 from softspike.core.fused.torch_ops import FusedTorch, Plan
 from softspike.core.fused.torch_ops import supports as torch_supports
@@ -28,7 +29,7 @@ from softspike.core.neuron import FireConfig, multistep_reference
 
 BACKENDS = ("auto", "native", "torch", "reference")
 
-__all__ = ["BACKENDS", "POOL", "backend_info", "fused_multistep", "select_backend"]
+__all__ = ["BACKENDS", "POOL", "backend_info", "compact_saved_spikes", "fused_multistep", "select_backend"]
 
 
 def _param(dynamics: Dynamics, like: Tensor) -> Tensor:

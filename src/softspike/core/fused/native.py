@@ -92,6 +92,10 @@ def _build() -> ctypes.CDLL:
     lib.ss_linear_backward.restype = None
     lib.ss_poisson.argtypes = [ptr, ptr, i64, i64, ctypes.c_uint32, ctypes.c_uint32, i32]
     lib.ss_poisson.restype = None
+    lib.ss_pack_bits.argtypes = [ptr, ptr, i64, i32]
+    lib.ss_pack_bits.restype = i32
+    lib.ss_unpack_bits.argtypes = [ptr, ptr, i64, i32]
+    lib.ss_unpack_bits.restype = None
     global _path
     _path = str(out)
     return lib
