@@ -1,0 +1,491 @@
+#!/usr/bin/env python
+"""`make bench`: softspike against SpikingJelly, snnTorch, Norse and a plain PyTorch loop.
+
+All libraries run in one process, interleaved round by round (medians over rounds), with the same
+layers (torch's Linear/Conv2d/BatchNorm2d on the merged T·B batch), the same initial weights, data
+shapes, loss (MSE of output rates against one-hot labels) and optimizer (Adam, lr 1e-3); only the
+spiking neuron (and, for softspike, its Poisson encoder and bit-packed saved spikes) differs.
+Inputs are synthetic (no dataset download): MNIST-like intensities, ~20% of pixels lit.
+
+    python benchmarks/run_all.py            # the full run, writes docs/benchmarks.md
+    python benchmarks/run_all.py --quick    # a smoke run, writes nothing
+
+Memory: "act. memory" is the heap held after forward+loss and before backward (glibc mallinfo2:
+bytes in use, measured from a collected heap, softspike's buffer pool emptied first), i.e. what
+autograd keeps for backward plus live outputs; "peak RSS" is the growth of the resident set over
+two training steps in a fresh process per library (VmHWM after minus VmRSS before).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import gc
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import peers  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+LIBS = ["softspike", "plain", "spikingjelly", "spikingjelly-s", "snntorch", "norse"]
+
+# -- memory -------------------------------------------------------------------------------------
+
+
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+                 "keepcost")]
+
+
+_libc = ctypes.CDLL("libc.so.6")
+_libc.mallinfo2.restype = _Mallinfo2
+
+
+def heap_in_use() -> int:
+    m = _libc.mallinfo2()
+    return int(m.uordblks + m.hblkhd)
+
+
+def clear_pool() -> None:
+    try:
+        from softspike.core.fused import POOL
+
+        POOL.clear()
+    except ImportError:
+        pass
+    gc.collect()
+
+
+def proc_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+# -- models -------------------------------------------------------------------------------------
+
+
+class MLP(nn.Module):
+    """784-196-10, LIF after each layer (the 2020 MNIST net)."""
+
+    def __init__(self, lib: str) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(784, 196), nn.Linear(196, 10)
+        self.lif1, self.lif2 = peers.make_neuron(lib), peers.make_neuron(lib)
+
+    def forward(self, x_seq: Tensor) -> Tensor:
+        self.hidden = self.lif1(self.fc1(x_seq))
+        return self.lif2(self.fc2(self.hidden))
+
+
+class ConvNet(nn.Module):
+    """conv 3->64, BN, LIF, conv 64->64, BN, LIF, max-pool 2, linear 16384->10, LIF; 32x32 input."""
+
+    def __init__(self, lib: str) -> None:
+        super().__init__()
+        self.c1, self.b1, self.n1 = nn.Conv2d(3, 64, 3, padding=1), nn.BatchNorm2d(64), peers.make_neuron(lib)
+        self.c2, self.b2, self.n2 = nn.Conv2d(64, 64, 3, padding=1), nn.BatchNorm2d(64), peers.make_neuron(lib)
+        self.fc, self.n3 = nn.Linear(64 * 16 * 16, 10), peers.make_neuron(lib)
+
+    def forward(self, x_seq: Tensor) -> Tensor:
+        T, B = x_seq.shape[:2]
+        y = self.b1(self.c1(x_seq.flatten(0, 1)))
+        self.hidden = self.n1(y.view(T, B, *y.shape[1:]))
+        y = self.b2(self.c2(self.hidden.flatten(0, 1)))
+        y = self.n2(y.view(T, B, *y.shape[1:]))
+        y = nn.functional.max_pool2d(y.flatten(0, 1), 2).view(T, B, -1)
+        return self.n3(self.fc(y))
+
+
+def init_like(model: nn.Module, ref: dict[str, Tensor]) -> nn.Module:
+    model.load_state_dict(ref, strict=False)
+    return model
+
+
+def reference_weights(kind: str) -> dict[str, Tensor]:
+    torch.manual_seed(0)
+    if kind == "mlp":
+        m = MLP("plain")
+        with torch.no_grad():  # gains that make both layers fire (see the printed rates)
+            m.fc1.weight.mul_(6.0)
+            m.fc1.bias.fill_(0.1)
+            m.fc2.weight.mul_(6.0)
+    else:
+        m = ConvNet("plain")
+        with torch.no_grad():
+            m.fc.weight.mul_(20.0)
+    return {k: v.clone() for k, v in m.state_dict().items()}
+
+
+def encode(lib: str, x: Tensor, T: int) -> Tensor:
+    if lib == "softspike":
+        from softspike.plugins.encoders import PoissonEncoder
+
+        return PoissonEncoder().encode(x, T)
+    return (torch.rand(T, *x.shape) < x).float()
+
+
+def mnist_batch(B: int) -> tuple[Tensor, Tensor]:
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(B, 784, generator=g) * (torch.rand(B, 784, generator=g) < 0.2)
+    return x, torch.randint(0, 10, (B,), generator=g)
+
+
+def make_step(lib: str, kind: str, T: int, B: int) -> tuple[Callable[[], float], nn.Module]:
+    """One training step of `lib`'s model; returns (step, model)."""
+    model: nn.Module
+    if kind == "mlp":
+        model = init_like(MLP(lib), reference_weights("mlp"))
+        x, y = mnist_batch(B)
+
+        def inputs() -> Tensor:
+            return encode(lib, x, T)
+    else:
+        model = init_like(ConvNet(lib), reference_weights("conv"))
+        g = torch.Generator().manual_seed(2)
+        img = torch.rand(B, 3, 32, 32, generator=g)
+        y = torch.randint(0, 10, (B,), generator=g)
+
+        def inputs() -> Tensor:
+            return img.unsqueeze(0).expand(T, *img.shape)
+    target = nn.functional.one_hot(y, 10).float()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def forward() -> Tensor:
+        out = model(inputs())
+        return nn.functional.mse_loss(out.mean(0), target)
+
+    def step() -> float:
+        opt.zero_grad(set_to_none=True)
+        if lib == "softspike":
+            from softspike.core.fused import compact_saved_spikes
+
+            with compact_saved_spikes():
+                loss = forward()
+        else:
+            loss = forward()
+        loss.backward()
+        opt.step()
+        return float(loss.detach())
+
+    step.forward = forward  # type: ignore[attr-defined]
+    return step, model
+
+
+# -- measurements -------------------------------------------------------------------------------
+
+
+def timed(fn: Callable[[], object], n: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - t0) / n
+
+
+def copy_bandwidth(numel: int) -> float:
+    a, b = torch.rand(numel), torch.empty(numel)
+    b.copy_(a)
+    return 2 * numel * 4 / min(timed(lambda: b.copy_(a), 1) for _ in range(7))
+
+
+def bench_lif(libs: list[str], rounds: int, T: int, B: int, N: int) -> dict[str, dict[str, float]]:
+    torch.manual_seed(3)
+    x = (torch.randn(T, B, N) * 0.6 + 0.6).requires_grad_()
+    g = torch.randn(T, B, N)
+    neurons = {lib: peers.make_neuron(lib) for lib in libs}
+    ref = None
+    res: dict[str, dict[str, float]] = {}
+    for lib in libs:
+        with torch.no_grad():
+            s = neurons[lib](x.detach())
+        ref = s if ref is None else ref
+        res[lib] = {"rate": float(s.mean()), "agree": float((s == ref).float().mean())}
+
+    def call(lib: str) -> None:
+        s = neurons[lib](x)
+        s.backward(g)
+        x.grad = None
+
+    times: dict[str, list[float]] = {lib: [] for lib in libs}
+    for lib in libs:
+        call(lib)  # warm-up
+    for _ in range(rounds):
+        for lib in libs:
+            times[lib].append(timed(lambda lib=lib: call(lib), 2))  # type: ignore[misc]
+    bw = copy_bandwidth(T * B * N)
+    floor = 4 * T * B * N * 4 / bw
+    for lib in libs:
+        res[lib]["s"] = statistics.median(times[lib])
+        res[lib]["floor_x"] = res[lib]["s"] / floor
+    res["_"] = {"floor_s": floor, "bw": bw}
+    return res
+
+
+def spike_agreement(libs: list[str], kind: str, T: int, B: int) -> dict[str, dict[str, float]]:
+    """Hidden-layer spikes of every library on one identical input, against softspike's."""
+    torch.manual_seed(4)
+    if kind == "mlp":
+        x, _ = mnist_batch(B)
+        xs = (torch.rand(T, *x.shape) < x).float()
+    else:
+        xs = torch.rand(B, 3, 32, 32).unsqueeze(0).expand(T, B, 3, 32, 32)
+    out: dict[str, dict[str, float]] = {}
+    ref = None
+    for lib in libs:
+        model = init_like(MLP(lib) if kind == "mlp" else ConvNet(lib), reference_weights(kind))
+        with torch.no_grad():
+            o = model(xs)
+        h = model.hidden
+        ref = (h, o) if ref is None else ref
+        out[lib] = {"rate": float(h.mean()), "out_rate": float(o.mean()),
+                    "agree": float((h == ref[0]).float().mean())}
+    return out
+
+
+def bench_train(libs: list[str], rounds: int, kind: str, T: int, B: int, steps: int) -> dict[str, dict[str, float]]:
+    fns = {lib: make_step(lib, kind, T, B)[0] for lib in libs}
+    for lib in libs:
+        fns[lib]()  # warm-up
+    times: dict[str, list[float]] = {lib: [] for lib in libs}
+    for _ in range(rounds):
+        for lib in libs:
+            times[lib].append(timed(fns[lib], steps))
+    res = spike_agreement(libs, kind, T, min(B, 64))
+    for lib in libs:
+        res[lib]["s"] = statistics.median(times[lib])
+        res[lib]["ips"] = B / res[lib]["s"]
+    return res
+
+
+def activation_memory(lib: str, kind: str, T: int, B: int) -> int:
+    step, model = make_step(lib, kind, T, B)
+    step()
+    clear_pool()
+    before = heap_in_use()
+    if lib == "softspike":
+        from softspike.core.fused import compact_saved_spikes
+
+        with compact_saved_spikes():
+            loss = step.forward()  # type: ignore[attr-defined]
+    else:
+        loss = step.forward()  # type: ignore[attr-defined]
+    held = heap_in_use() - before
+    loss.backward()
+    del loss
+    clear_pool()
+    return held
+
+
+def bench_memory(libs: list[str], Ts: list[int], B: int) -> dict[str, dict[int, int]]:
+    return {lib: {T: activation_memory(lib, "mlp", T, B) for T in Ts} for lib in libs}
+
+
+def peak_child(case: str, lib: str) -> None:
+    """Run in a fresh process: print the resident-set growth over two training steps."""
+    torch.set_num_threads(2)
+    kind, T, B = {"mnist8": ("mlp", 8, 128), "mnist50": ("mlp", 50, 256), "conv": ("conv", 8, 32)}[case]
+    if case == "lif":
+        kind = "lif"
+    if lib == "softspike":
+        from softspike.core.fused import native
+
+        native.load()
+    if case == "lif":
+        x = (torch.randn(50, 256, 980) * 0.6 + 0.6).requires_grad_()
+        g = torch.randn_like(x)
+        neuron = peers.make_neuron(lib)
+
+        def step() -> None:
+            neuron(x).backward(g)
+            x.grad = None
+    else:
+        step = make_step(lib, kind, T, B)[0]  # type: ignore[assignment]
+    gc.collect()
+    before = proc_kb("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")
+    step()
+    step()
+    print("PEAK_KB", proc_kb("VmHWM") - before)
+
+
+def peak_rss(case: str, lib: str) -> float:
+    proc = subprocess.run([sys.executable, __file__, "--peak-child", case, lib], capture_output=True, text=True,
+                          check=False, timeout=600)
+    m = re.search(r"PEAK_KB (-?\d+)", proc.stdout)
+    return int(m.group(1)) / 1024 if m else float("nan")
+
+
+# -- report -------------------------------------------------------------------------------------
+
+
+def fmt_mb(b: float) -> str:
+    return f"{b / 2**20:.1f}"
+
+
+def machine() -> str:
+    model = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="small shapes, one round, no peak RSS, writes nothing")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--libs", default=",".join(LIBS))
+    ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--peak-child", nargs=2, metavar=("CASE", "LIB"), help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.peak_child:
+        peak_child(*a.peak_child)
+        return
+    torch.set_num_threads(a.threads)
+    libs = peers.available(a.libs.split(","))
+    from softspike.core.fused import backend_info
+
+    info = backend_info()
+    rounds = 1 if a.quick else a.rounds
+    lines: list[str] = []
+
+    def out(s: str = "") -> None:
+        print(s, flush=True)
+        lines.append(s)
+
+    t_start = time.time()
+    versions = ", ".join(f"{lib} {peers.version(lib)}" for lib in libs if lib not in ("plain", "spikingjelly-s"))
+    out(f"Machine: {machine()}; torch {torch.__version__}, {a.threads} threads; {versions}.")
+    out(f"softspike fused path: {info['default']} ({info['native']['status']}).")
+    out()
+    peers_ = [lib for lib in libs if lib != "softspike"]
+
+    def ratio_cells(res: dict[str, dict[str, float]], key: str, higher: bool) -> tuple[str, str]:
+        if "softspike" not in res or not peers_:
+            return "", ""
+        vals = {lib: res[lib][key] for lib in peers_}
+        best = max(vals, key=vals.__getitem__) if higher else min(vals, key=vals.__getitem__)
+        r = res["softspike"][key] / vals[best] if higher else vals[best] / res["softspike"][key]
+        return best, f"{r:.2f}x"
+
+    # 1. LIF layer alone
+    T, B, N = (10, 64, 980) if a.quick else (50, 256, 980)
+    res = bench_lif(libs, rounds, T, B, N)
+    floor = res.pop("_")
+    out(f"### LIF layer alone, forward + backward, X [T={T}, B={B}, N={N}] float32")
+    out()
+    out(f"Memory-traffic floor 4·T·B·N·4 bytes at the measured copy bandwidth "
+        f"{floor['bw'] / 1e9:.1f} GB/s: {floor['floor_s'] * 1e3:.1f} ms.")
+    out()
+    out("| library | ms per call | x floor | softspike speed-up | spike rate | spikes equal to softspike's |")
+    out("|---|---:|---:|---:|---:|---:|")
+    for lib in libs:
+        r = res[lib]
+        up = res[lib]["s"] / res["softspike"]["s"] if "softspike" in res else float("nan")
+        out(f"| {lib} | {r['s'] * 1e3:.1f} | {r['floor_x']:.1f} | {up:.1f}x | {r['rate']:.3f} | {r['agree'] * 100:.3f}% |")
+    best, ratio = ratio_cells(res, "s", higher=False)
+    out()
+    out(f"softspike vs the fastest peer ({best}): **{ratio}**.")
+    out()
+    peaks: dict[str, dict[str, float]] = {}
+
+    # 2-4. training
+    cases = [("mnist8", "mlp", 8, 128, 5), ("mnist50", "mlp", 50, 256, 2), ("conv", "conv", 8, 32, 1)]
+    if a.quick:
+        cases = [("mnist8", "mlp", 8, 32, 2), ("conv", "conv", 2, 4, 1)]
+    titles = {"mnist8": "MNIST net 784-196-10 (LIF, Poisson), training", "mnist50": "MNIST net 784-196-10, training",
+              "conv": "Conv SNN (conv 3->64, BN, LIF, conv 64->64, BN, LIF, pool, linear, LIF), training"}
+    train_res = {}
+    for name, kind, T, B, steps in cases:
+        r = bench_train(libs, rounds, kind, T, B, steps)
+        train_res[name] = r
+        out(f"### {titles[name]}, T={T}, B={B}")
+        out()
+        out("| library | images/s | softspike speed-up | hidden spike rate | output rate | hidden spikes equal |")
+        out("|---|---:|---:|---:|---:|---:|")
+        for lib in libs:
+            up = r["softspike"]["ips"] / r[lib]["ips"] if "softspike" in r else float("nan")
+            out(f"| {lib} | {r[lib]['ips']:.0f} | {up:.2f}x | {r[lib]['rate']:.3f} | {r[lib]['out_rate']:.3f} | "
+                f"{r[lib]['agree'] * 100:.3f}% |")
+        best, ratio = ratio_cells(r, "ips", higher=True)
+        out()
+        out(f"softspike vs the fastest peer ({best}): **{ratio}**.")
+        out()
+
+    # 5. activation memory against T
+    Ts = [4, 8] if a.quick else [8, 32, 128]
+    Bm = 16 if a.quick else 128
+    mem = bench_memory(libs, Ts, Bm)
+    out(f"### Activation memory of one training step, MNIST net, B={Bm}")
+    out()
+    out("| library | " + " | ".join(f"T={T} (MB)" for T in Ts) + " | slope per time step (MB) | softspike's share |")
+    out("|---|" + "---:|" * (len(Ts) + 2))
+    slopes = {lib: (mem[lib][Ts[-1]] - mem[lib][Ts[0]]) / (Ts[-1] - Ts[0]) for lib in libs}
+    for lib in libs:
+        share = slopes["softspike"] / slopes[lib] if "softspike" in slopes and slopes[lib] > 0 else float("nan")
+        out(f"| {lib} | " + " | ".join(fmt_mb(mem[lib][T]) for T in Ts) + f" | {fmt_mb(slopes[lib])} | {share:.2f} |")
+    if "softspike" in slopes and peers_:
+        lean = min(peers_, key=slopes.__getitem__)
+        out()
+        out(f"softspike's slope against the leanest peer ({lean}): **{slopes['softspike'] / slopes[lean]:.2f}**.")
+    out()
+
+    # 6. peak RSS, fresh process each
+    if not a.quick:
+        out("### Peak resident memory growth over two steps, fresh process per library (MB)")
+        out()
+        pcases = ["lif", "mnist8", "mnist50", "conv"]
+        out("| library | " + " | ".join(pcases) + " |")
+        out("|---|" + "---:|" * len(pcases))
+        for lib in libs:
+            peaks[lib] = {c: peak_rss(c, lib) for c in pcases}
+            out(f"| {lib} | " + " | ".join(f"{peaks[lib][c]:.0f}" for c in pcases) + " |")
+        out()
+    out("Notes on the peers' math: " + "; ".join(f"{lib}: {peers.NOTES[lib]}" for lib in libs) + ".")
+    out()
+    out(f"Total benchmark time {time.time() - t_start:.0f} s.")
+    if not (a.quick or a.no_write):
+        write_docs(lines)
+
+
+def write_docs(lines: list[str]) -> None:
+    path = ROOT / "docs" / "benchmarks.md"
+    text = path.read_text()
+    head = "## Speed and memory (`make bench`)"
+    body = "\n".join([
+        head, "",
+        "Command: `make bench` (`benchmarks/run_all.py`: builds `.benchenv` with the peers installed "
+        "`--no-deps` over this torch, then runs every case for every library in one process, interleaved, "
+        "medians of 3 rounds). Methods are in the docstring of `benchmarks/run_all.py`.", "",
+        *lines,
+    ]).rstrip() + "\n"
+    start = text.find(head)
+    if start < 0:
+        text = text.rstrip() + "\n\n" + body
+    else:
+        nxt = text.find("\n## ", start + len(head))
+        text = text[:start] + body + (text[nxt:] if nxt >= 0 else "")
+    path.write_text(text)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
