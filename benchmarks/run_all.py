@@ -35,7 +35,7 @@ import torch
 from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import peers  # noqa: E402
+import peers
 
 ROOT = Path(__file__).resolve().parent.parent
 LIBS = ["softspike", "plain", "spikingjelly", "spikingjelly-s", "snntorch", "norse"]
@@ -271,7 +271,7 @@ def bench_train(libs: list[str], rounds: int, kind: str, T: int, B: int, steps: 
 
 
 def activation_memory(lib: str, kind: str, T: int, B: int) -> int:
-    step, model = make_step(lib, kind, T, B)
+    step, _model = make_step(lib, kind, T, B)
     step()
     clear_pool()
     before = heap_in_use()
@@ -344,7 +344,8 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return f"{model}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+    system = f"{platform.system()} {platform.release()}"
+    return f"{model}, {os.cpu_count()} CPUs, {system}, Python {platform.python_version()}"
 
 
 def main() -> None:
@@ -400,7 +401,8 @@ def main() -> None:
     for lib in libs:
         r = res[lib]
         up = res[lib]["s"] / res["softspike"]["s"] if "softspike" in res else float("nan")
-        out(f"| {lib} | {r['s'] * 1e3:.1f} | {r['floor_x']:.1f} | {up:.1f}x | {r['rate']:.3f} | {r['agree'] * 100:.3f}% |")
+        out(f"| {lib} | {r['s'] * 1e3:.1f} | {r['floor_x']:.1f} | {up:.1f}x | {r['rate']:.3f} | "
+            f"{r['agree'] * 100:.3f}% |")
     best, ratio = ratio_cells(res, "s", higher=False)
     out()
     out(f"softspike vs the fastest peer ({best}): **{ratio}**.")
