@@ -88,8 +88,9 @@ def main() -> int:
               f"  loss {r['train_loss']:.4f}  {r['elapsed_s']:.0f} s")
     final = history[-1]["test_accuracy"]
     best = max(r["test_accuracy"] for r in history)
-    title = (f"{spec.name}: T={spec.T}, readout scale {spec.readout.scale}, {args.loss}, Adam {args.lr:g} "
-             f"{args.schedule}, batch {args.batch_size}, shift {args.augment_shift}")
+    title = (f"{spec.name}: T={spec.T}, readout scale {spec.readout.scale:g}, {args.loss}\n"
+             f"Adam {args.lr:g} {args.schedule}, batch {args.batch_size}, shift {args.augment_shift} px, "
+             f"{wall / 60:.1f} min on {args.threads} CPU threads")
     plot(history, Path(args.plot), title)
     summary = {"spec": spec.name, "options": options, "final_test_accuracy": final, "best_test_accuracy": best,
                "epochs": len(history), "wall_time_s": wall, "threads": args.threads, "target": TARGET}

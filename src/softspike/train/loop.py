@@ -154,23 +154,26 @@ def fit(checked: CheckedSpec, options: dict[str, Any] | TrainConfig, logdir: str
             })
 
     progress = Progress(logdir, cfg.progress, verbose)
+    # Plain locals for the hot loop: no model attribute lookups per step.
+    bs, shift, loss_kind, every = cfg.batch_size, cfg.augment_shift, cfg.loss, cfg.checkpoint_every
     with FiringRates(net.neuron_layers()) as monitor:
         for epoch in range(log.epoch, cfg.epochs):
-            order, net_ = epoch_order(cfg.seed, epoch, len(data.train)), net.train()
+            order = epoch_order(cfg.seed, epoch, len(data.train))
+            net.train()
             bar = progress.bar(epoch, cfg.epochs, steps_per_epoch, log.step)
             for step in range(log.step, steps_per_epoch):
-                x, y = data.train.batch(order[step * cfg.batch_size:(step + 1) * cfg.batch_size], device)
-                if cfg.augment_shift:
-                    x = random_shift(x, cfg.augment_shift)
-                rates = net_.spikes(x).mean(0)
-                loss = readout_loss(net, rates, y, cfg.loss)
+                x, y = data.train.batch(order[step * bs:(step + 1) * bs], device)
+                if shift:
+                    x = random_shift(x, shift)
+                rates = net.spikes(x).mean(0)
+                loss = readout_loss(net, rates, y, loss_kind)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 sched.step()
                 log.add_batch(loss.detach(), (rates.argmax(1) == y).sum(), len(y))
                 bar.step(log)
-                if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < steps_per_epoch:
+                if every and (step + 1) % every == 0 and step + 1 < steps_per_epoch:
                     save(epoch, step + 1)
             bar.close()
             test = evaluate(net, data.test, cfg.test_batch_size, device, cfg.loss)
