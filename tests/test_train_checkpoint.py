@@ -102,3 +102,10 @@ def test_bad_training_options_are_named(run_dir: Path, capsys: pytest.CaptureFix
     assert "--batch-size: Input should be greater than or equal to 1" in capsys.readouterr().err
     assert _train(run_dir, "--device", "nonsense") == 1
     assert "--device 'nonsense' is not usable here" in capsys.readouterr().err
+
+
+def test_an_unwritable_checkpoint_directory_is_a_clear_error(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (run_dir / "ck").write_text("a file where the directory should be")
+    assert _train(run_dir) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("softspike train: error: ") and "Traceback" not in err

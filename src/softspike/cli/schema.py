@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from softspike.core.errors import SoftspikeError
 from softspike.models.spec import json_schema
 
 
@@ -19,8 +20,11 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     text = json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n"
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as f:
-            f.write(text)
+        try:
+            with open(args.output, "w", encoding="utf-8") as f:
+                f.write(text)
+        except OSError as err:
+            raise SoftspikeError(f"{args.output}: cannot write the schema: {err.strerror or err}") from None
     else:
         sys.stdout.write(text)
     return 0

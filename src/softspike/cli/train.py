@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from softspike.core.errors import SoftspikeError
 from softspike.train.config import TrainConfig
 
 
@@ -50,7 +51,10 @@ def run(args: argparse.Namespace) -> int:
     from softspike.train.loop import fit
 
     checked = load_spec(args.spec)
-    metrics = fit(checked, options(args), args.logdir, args.checkpoint, args.resume, verbose=not args.quiet)
+    try:
+        metrics = fit(checked, options(args), args.logdir, args.checkpoint, args.resume, verbose=not args.quiet)
+    except OSError as err:  # an unwritable --logdir or --checkpoint, a full disk
+        raise SoftspikeError(f"{err.filename or 'file system'}: {err.strerror or err}") from None
     final = metrics["final"]
     if final:
         print(f"{checked.spec.name}: test accuracy {100 * final['test_accuracy']:.2f}% after {final['epoch']} "
