@@ -10,10 +10,11 @@ Inputs are synthetic (no dataset download): MNIST-like intensities, ~20% of pixe
     python benchmarks/run_all.py            # the full run, writes docs/benchmarks.md
     python benchmarks/run_all.py --quick    # a smoke run, writes nothing
 
-Memory: "act. memory" is the heap held after forward+loss and before backward (glibc mallinfo2:
-bytes in use, measured from a collected heap, softspike's buffer pool emptied first), i.e. what
-autograd keeps for backward plus live outputs; "peak RSS" is the growth of the resident set over
-two training steps in a fresh process per library (VmHWM after minus VmRSS before).
+Memory: "activation memory" is the heap held after forward+loss and before backward (glibc
+mallinfo2 bytes in use, from a collected heap, softspike's buffer pool emptied first and its free
+buffers not counted), i.e. what autograd keeps for backward plus live outputs; "peak RSS" is the
+growth of the resident set over two training steps in a fresh process per library (VmHWM after
+minus VmRSS before). The copy-bandwidth floor uses 256 MiB arrays (bigger than any cache).
 """
 
 from __future__ import annotations
@@ -54,8 +55,16 @@ _libc.mallinfo2.restype = _Mallinfo2
 
 
 def heap_in_use() -> int:
+    """Bytes malloc has handed out, less the free buffers softspike's pool keeps for reuse."""
     m = _libc.mallinfo2()
-    return int(m.uordblks + m.hblkhd)
+    cached = 0
+    try:
+        from softspike.core.fused import POOL
+
+        cached = POOL.free_bytes
+    except ImportError:
+        pass
+    return int(m.uordblks + m.hblkhd) - cached
 
 
 def clear_pool() -> None:
@@ -78,12 +87,22 @@ def proc_kb(field: str) -> int:
 # -- models -------------------------------------------------------------------------------------
 
 
+def spike_linear_class(lib: str) -> type[nn.Linear]:
+    """Layers whose input is spikes: softspike's SpikeLinear (sparse, same parameters), else nn.Linear."""
+    if lib == "softspike":
+        from softspike.core.fused import SpikeLinear
+
+        return SpikeLinear
+    return nn.Linear
+
+
 class MLP(nn.Module):
     """784-196-10, LIF after each layer (the 2020 MNIST net)."""
 
     def __init__(self, lib: str) -> None:
         super().__init__()
-        self.fc1, self.fc2 = nn.Linear(784, 196), nn.Linear(196, 10)
+        linear = spike_linear_class(lib)
+        self.fc1, self.fc2 = linear(784, 196), linear(196, 10)
         self.lif1, self.lif2 = peers.make_neuron(lib), peers.make_neuron(lib)
 
     def forward(self, x_seq: Tensor) -> Tensor:
@@ -98,7 +117,7 @@ class ConvNet(nn.Module):
         super().__init__()
         self.c1, self.b1, self.n1 = nn.Conv2d(3, 64, 3, padding=1), nn.BatchNorm2d(64), peers.make_neuron(lib)
         self.c2, self.b2, self.n2 = nn.Conv2d(64, 64, 3, padding=1), nn.BatchNorm2d(64), peers.make_neuron(lib)
-        self.fc, self.n3 = nn.Linear(64 * 16 * 16, 10), peers.make_neuron(lib)
+        self.fc, self.n3 = spike_linear_class(lib)(64 * 16 * 16, 10), peers.make_neuron(lib)
 
     def forward(self, x_seq: Tensor) -> Tensor:
         T, B = x_seq.shape[:2]
@@ -195,10 +214,12 @@ def timed(fn: Callable[[], object], n: int) -> float:
     return (time.perf_counter() - t0) / n
 
 
-def copy_bandwidth(numel: int) -> float:
+def copy_bandwidth() -> float:
+    """Streaming copy bandwidth (read + write bytes per s), 256 MiB arrays: larger than any cache."""
+    numel = 64 * 2**20
     a, b = torch.rand(numel), torch.empty(numel)
     b.copy_(a)
-    return 2 * numel * 4 / min(timed(lambda: b.copy_(a), 1) for _ in range(7))
+    return 2 * numel * 4 / min(timed(lambda: b.copy_(a), 1) for _ in range(5))
 
 
 def bench_lif(libs: list[str], rounds: int, T: int, B: int, N: int) -> dict[str, dict[str, float]]:
@@ -225,7 +246,7 @@ def bench_lif(libs: list[str], rounds: int, T: int, B: int, N: int) -> dict[str,
     for _ in range(rounds):
         for lib in libs:
             times[lib].append(timed(lambda lib=lib: call(lib), 2))  # type: ignore[misc]
-    bw = copy_bandwidth(T * B * N)
+    bw = copy_bandwidth()
     floor = 4 * T * B * N * 4 / bw
     for lib in libs:
         res[lib]["s"] = statistics.median(times[lib])

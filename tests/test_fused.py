@@ -243,3 +243,26 @@ def test_compact_saved_spikes_same_gradients() -> None:
     for a, p in zip(plain, net.parameters()):
         assert torch.equal(a, p.grad)
     assert not isinstance(pack_spikes(torch.rand(4096)), _Packed)
+
+
+@pytest.mark.parametrize("shape", [(3, 5, 70, 13), (2, 40, 150, 200), (4, 9, 64, 64)])
+def test_spike_linear_matches_linear(shape: tuple[int, int, int, int]) -> None:
+    from softspike.core.fused import SpikeLinear
+
+    T, B, n_in, n_out = shape
+    torch.manual_seed(n_in)
+    ref = torch.nn.Linear(n_in, n_out)
+    sl = SpikeLinear(n_in, n_out)
+    sl.load_state_dict(ref.state_dict())
+    for x in [(torch.rand(T, B, n_in) < 0.2).float(), torch.rand(T, B, n_in)]:  # spikes, then analog input
+        x.requires_grad_()
+        g = torch.randn(T, B, n_out)
+        outs = []
+        for m in (ref, sl):
+            m.zero_grad()
+            y = m(x)
+            (gx,) = torch.autograd.grad(y, [x], g, retain_graph=True)
+            y.backward(g)
+            outs.append((y.detach(), gx, m.weight.grad, m.bias.grad))
+        for a, b in zip(*outs):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)

@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <pthread.h>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -374,9 +375,174 @@ bool run_bytes(int64_t nbytes, int nthreads, PackJob proto, F fn) {
   return ok;
 }
 
+// Runs fn(slot, first, last) over [0, n) split in nthreads contiguous ranges (slot = 0..nthreads-1).
+template <class F>
+void par_for(int64_t n, int nthreads, F fn) {
+  if (nthreads < 1) nthreads = 1;
+  std::vector<std::thread> pool;
+  for (int r = 1; r < nthreads; ++r) pool.emplace_back(fn, r, n * r / nthreads, n * (r + 1) / nthreads);
+  fn(0, int64_t{0}, n / nthreads);
+  for (auto& t : pool) t.join();
+}
+
+// One row of a binary matrix as bits (words of 64, little-endian); false if a value is not 0 or 1.
+inline bool pack_row(const float* __restrict x, int64_t K, uint64_t* __restrict words, int64_t nwords) {
+  uint8_t* bytes = reinterpret_cast<uint8_t*>(words);
+  const int64_t full = K / 8;
+  int bad = 0;
+  for (int64_t j = 0; j < full; ++j) {
+    const float* v = x + 8 * j;
+    uint32_t b = 0;
+    for (int k = 0; k < 8; ++k) {
+      b |= static_cast<uint32_t>(v[k] != 0.0f) << k;
+      bad |= (v[k] != 0.0f) & (v[k] != 1.0f);
+    }
+    bytes[j] = static_cast<uint8_t>(b);
+  }
+  for (int64_t j = full; j < nwords * 8; ++j) {
+    uint32_t b = 0;
+    for (int k = 0; k < 8; ++k) {
+      const int64_t i = 8 * j + k;
+      if (i < K) {
+        b |= static_cast<uint32_t>(x[i] != 0.0f) << k;
+        bad |= (x[i] != 0.0f) & (x[i] != 1.0f);
+      }
+    }
+    bytes[j] = static_cast<uint8_t>(b);
+  }
+  return bad == 0;
+}
+
+typedef float v16 __attribute__((vector_size(64)));
+
+inline v16 vload(const float* p) {
+  v16 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+inline void vstore(float* p, v16 v) { std::memcpy(p, &v, sizeof v); }
+
+// The indices of a row's set bits, in increasing order; returns how many.
+inline int64_t bit_indices(const uint64_t* w, int64_t nwords, int32_t* idx) {
+  int64_t n = 0;
+  for (int64_t j = 0; j < nwords; ++j)
+    for (uint64_t m = w[j]; m; m &= m - 1) idx[n++] = static_cast<int32_t>(j * 64 + __builtin_ctzll(m));
+  return n;
+}
+
+// out = bias + sum of wt[i] (rows of length O) over the n indices; accumulators stay in registers.
+void gather_row(const int32_t* idx, int64_t n, const float* wt, int64_t O, const float* bias, float* out) {
+  int64_t o = 0;
+  const v16 zero = {};
+  for (; o + 64 <= O; o += 64) {
+    v16 a0 = bias ? vload(bias + o) : zero, a1 = bias ? vload(bias + o + 16) : zero;
+    v16 a2 = bias ? vload(bias + o + 32) : zero, a3 = bias ? vload(bias + o + 48) : zero;
+    for (int64_t q = 0; q < n; ++q) {
+      const float* r = wt + static_cast<int64_t>(idx[q]) * O + o;
+      a0 += vload(r);
+      a1 += vload(r + 16);
+      a2 += vload(r + 32);
+      a3 += vload(r + 48);
+    }
+    vstore(out + o, a0);
+    vstore(out + o + 16, a1);
+    vstore(out + o + 32, a2);
+    vstore(out + o + 48, a3);
+  }
+  for (; o + 16 <= O; o += 16) {
+    v16 a = bias ? vload(bias + o) : zero;
+    for (int64_t q = 0; q < n; ++q) a += vload(wt + static_cast<int64_t>(idx[q]) * O + o);
+    vstore(out + o, a);
+  }
+  if (o < O) {
+    float a[16];
+    const int64_t rest = O - o;
+    for (int64_t k = 0; k < rest; ++k) a[k] = bias ? bias[o + k] : 0.0f;
+    for (int64_t q = 0; q < n; ++q) {
+      const float* r = wt + static_cast<int64_t>(idx[q]) * O + o;
+      for (int64_t k = 0; k < rest; ++k) a[k] += r[k];
+    }
+    for (int64_t k = 0; k < rest; ++k) out[o + k] = a[k];
+  }
+}
+
+// dst[i] += g (rows of length O) for the n indices i; g's tiles stay in registers.
+void scatter_row(const int32_t* idx, int64_t n, const float* g, int64_t O, float* dst) {
+  int64_t o = 0;
+  for (; o + 64 <= O; o += 64) {
+    const v16 g0 = vload(g + o), g1 = vload(g + o + 16), g2 = vload(g + o + 32), g3 = vload(g + o + 48);
+    for (int64_t q = 0; q < n; ++q) {
+      float* d = dst + static_cast<int64_t>(idx[q]) * O + o;
+      vstore(d, vload(d) + g0);
+      vstore(d + 16, vload(d + 16) + g1);
+      vstore(d + 32, vload(d + 32) + g2);
+      vstore(d + 48, vload(d + 48) + g3);
+    }
+  }
+  for (; o + 16 <= O; o += 16) {
+    const v16 g0 = vload(g + o);
+    for (int64_t q = 0; q < n; ++q) {
+      float* d = dst + static_cast<int64_t>(idx[q]) * O + o;
+      vstore(d, vload(d) + g0);
+    }
+  }
+  if (o < O) {
+    for (int64_t q = 0; q < n; ++q) {
+      float* d = dst + static_cast<int64_t>(idx[q]) * O;
+      for (int64_t k = o; k < O; ++k) d[k] += g[k];
+    }
+  }
+}
+
 }  // namespace
 
 extern "C" {
+
+// out[r] = bias + sum of WT[i] over the i where x[r, i] = 1; x is [R, K] of 0/1, WT is [K, O].
+// Writes the rows' bits (R x nwords words) for the weight gradient. Returns 0 if x is not binary.
+// With out == nullptr it only packs the bits (the caller then multiplies densely).
+int ss_spike_linear_forward(const float* x, int64_t R, int64_t K, const float* wt, const float* bias, float* out,
+                            int64_t O, uint64_t* bits, int nthreads) {
+  const int64_t nwords = (K + 63) / 64;
+  if (nthreads < 1) nthreads = 1;
+  std::vector<int> ok(nthreads, 1);
+  par_for(R, nthreads, [&](int slot, int64_t first, int64_t last) {
+    std::vector<int32_t> idx(nwords * 64);
+    for (int64_t r = first; r < last; ++r) {
+      uint64_t* w = bits + r * nwords;
+      if (!pack_row(x + r * K, K, w, nwords)) {
+        ok[slot] = 0;
+        return;
+      }
+      if (out) gather_row(idx.data(), bit_indices(w, nwords, idx.data()), wt, O, bias, out + r * O);
+    }
+  });
+  for (int v : ok)
+    if (!v) return 0;
+  return 1;
+}
+
+// gWT[i] = sum of gy[r] over the rows r with bit i set: the weight gradient, transposed ([K, O]).
+void ss_spike_linear_wgrad(const uint64_t* bits, int64_t R, int64_t K, const float* gy, int64_t O, float* gwt,
+                           int nthreads) {
+  const int64_t nwords = (K + 63) / 64;
+  if (nthreads < 1) nthreads = 1;
+  if (R < 64) nthreads = 1;
+  std::vector<std::vector<float>> parts(nthreads - 1, std::vector<float>(K * O, 0.0f));
+  std::memset(gwt, 0, sizeof(float) * K * O);
+  par_for(R, nthreads, [&](int slot, int64_t first, int64_t last) {
+    float* dst = slot == 0 ? gwt : parts[slot - 1].data();
+    std::vector<int32_t> idx(nwords * 64);
+    for (int64_t r = first; r < last; ++r)
+      scatter_row(idx.data(), bit_indices(bits + r * nwords, nwords, idx.data()), gy + r * O, O, dst);
+  });
+  for (auto& p : parts) {
+    const float* __restrict src = p.data();
+    for (int64_t k = 0; k < K * O; ++k) gwt[k] += src[k];
+  }
+}
+
 
 // Packs n (a multiple of 8) floats that are all 0 or 1 into n / 8 bytes; returns 0 if any is not.
 int ss_pack_bits(const float* x, uint8_t* out, int64_t n, int nthreads) {
@@ -388,7 +554,7 @@ void ss_unpack_bits(const uint8_t* bytes, float* y, int64_t n, int nthreads) {
 }
 
 
-int ss_abi_version() { return 1; }
+int ss_abi_version() { return 2; }
 
 // dyn: 0 IF, 1 LIF, 2 PLIF. x, s: [T, M].
 void ss_linear_forward(const float* x, float* s, int64_t T, int64_t M, int dyn, float tau, float k,

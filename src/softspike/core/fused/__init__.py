@@ -22,6 +22,7 @@ from torch import Tensor
 from softspike.core.dynamics import Dynamics
 from softspike.core.fused import native
 from softspike.core.fused.compact import compact_saved_spikes
+from softspike.core.fused.linear import SpikeLinear, spike_linear
 from softspike.core.fused.pool import POOL
 from softspike.core.fused.torch_ops import FusedTorch, Plan
 from softspike.core.fused.torch_ops import supports as torch_supports
@@ -29,7 +30,10 @@ from softspike.core.neuron import FireConfig, multistep_reference
 
 BACKENDS = ("auto", "native", "torch", "reference")
 
-__all__ = ["BACKENDS", "POOL", "backend_info", "compact_saved_spikes", "fused_multistep", "select_backend"]
+__all__ = [
+    "BACKENDS", "POOL", "SpikeLinear", "backend_info", "compact_saved_spikes", "fused_multistep", "select_backend",
+    "spike_linear",
+]
 
 
 def _param(dynamics: Dynamics, like: Tensor) -> Tensor:

@@ -28,7 +28,7 @@ SOURCE = Path(__file__).resolve().parent.parent / "csrc" / "fused_cpu.cpp"
 FLAGS = [
     "-O3", "-march=native", "-ffp-contract=off", "-fno-trapping-math", "-fPIC", "-shared", "-pthread", "-std=c++17",
 ]
-ABI_VERSION = 1
+ABI_VERSION = 2
 
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
@@ -96,6 +96,10 @@ def _build() -> ctypes.CDLL:
     lib.ss_pack_bits.restype = i32
     lib.ss_unpack_bits.argtypes = [ptr, ptr, i64, i32]
     lib.ss_unpack_bits.restype = None
+    lib.ss_spike_linear_forward.argtypes = [ptr, i64, i64, ptr, ptr, ptr, i64, ptr, i32]
+    lib.ss_spike_linear_forward.restype = i32
+    lib.ss_spike_linear_wgrad.argtypes = [ptr, i64, i64, ptr, i64, ptr, i32]
+    lib.ss_spike_linear_wgrad.restype = None
     global _path
     _path = str(out)
     return lib

@@ -32,6 +32,11 @@ class BufferPool:
     def cached_bytes(self) -> int:
         return sum(b.numel() for b in self._bufs)
 
+    @property
+    def free_bytes(self) -> int:
+        """Bytes cached but not in use (what an allocator would call reserved, not allocated)."""
+        return sum(b.numel() for b in self._bufs if self._free(b))
+
     def empty(self, shape: torch.Size | tuple[int, ...], dtype: torch.dtype = torch.float32) -> Tensor:
         """An uninitialised CPU tensor of `shape`, on a recycled buffer when one is free."""
         numel = 1
