@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from softspike.models.builder import count_parameters
+from softspike.models.builder import build, count_parameters
 from softspike.models.load import load_spec
 
 
@@ -18,8 +18,6 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     checked = load_spec(args.spec)
     spec = checked.spec
-    from softspike.models.builder import build
-
     params = count_parameters(build(checked))
     print(
         f"{checked.source}: ok: network {spec.name!r}, input {list(spec.input_shape)}, T={spec.T}, "

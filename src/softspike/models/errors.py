@@ -12,7 +12,6 @@ from softspike.core.errors import SoftspikeError
 
 #: Fields whose value is a union discriminated by "type": a pydantic error path names the tag after them.
 UNION_FIELDS = frozenset({"neuron", "surrogate", "encoder", "readout"})
-KIND_OF_FIELD = {"neuron": "neuron", "surrogate": "surrogate", "encoder": "encoder", "readout": "readout"}
 
 
 class SpecError(SoftspikeError, ValueError):
@@ -65,7 +64,7 @@ def _strip_tags(loc: tuple[str | int, ...], data: Any) -> tuple[list[str | int],
 
 def _kind(parts: list[str | int]) -> str:
     last = parts[-1] if parts else ""
-    return KIND_OF_FIELD.get(last, "layer") if isinstance(last, str) else "layer"
+    return last if isinstance(last, str) and last in UNION_FIELDS else "layer"
 
 
 def _unknown_field(parts: list[str | int], model_fields: Sequence[str] | None) -> str:
