@@ -308,23 +308,26 @@ void* poisson_main(void* arg) {
   return nullptr;
 }
 
-// Packs 8 floats per byte; returns false as soon as a chunk holds a value other than 0 or 1.
-bool pack_range(const float* __restrict x, uint8_t* __restrict out, int64_t first, int64_t last) {
-  const int64_t chunk = 4096;  // bytes per chunk: the check runs per chunk so the loop vectorizes
-  for (int64_t c = first; c < last; c += chunk) {
-    const int64_t end = c + chunk < last ? c + chunk : last;
-    int bad = 0;
-    for (int64_t j = c; j < end; ++j) {
-      const float* v = x + 8 * j;
-      uint32_t b = 0;
-      for (int k = 0; k < 8; ++k) {
-        b |= static_cast<uint32_t>(v[k] != 0.0f) << k;
-        bad |= (v[k] != 0.0f) & (v[k] != 1.0f);
-      }
-      out[j] = static_cast<uint8_t>(b);
+// Packs 8 floats per byte into out[first, last); false if a value is not 0 or 1.
+inline bool pack_bytes(const float* __restrict x, uint8_t* __restrict out, int64_t first, int64_t last) {
+  int bad = 0;
+  for (int64_t j = first; j < last; ++j) {
+    const float* v = x + 8 * j;
+    uint32_t b = 0;
+    for (int k = 0; k < 8; ++k) {
+      b |= static_cast<uint32_t>(v[k] != 0.0f) << k;
+      bad |= (v[k] != 0.0f) & (v[k] != 1.0f);
     }
-    if (bad) return false;
+    out[j] = static_cast<uint8_t>(b);
   }
+  return bad == 0;
+}
+
+// pack_bytes in chunks, stopping at the first chunk that is not binary.
+bool pack_range(const float* x, uint8_t* out, int64_t first, int64_t last) {
+  const int64_t chunk = 4096;
+  for (int64_t c = first; c < last; c += chunk)
+    if (!pack_bytes(x, out, c, c + chunk < last ? c + chunk : last)) return false;
   return true;
 }
 
@@ -389,28 +392,16 @@ void par_for(int64_t n, int nthreads, F fn) {
 inline bool pack_row(const float* __restrict x, int64_t K, uint64_t* __restrict words, int64_t nwords) {
   uint8_t* bytes = reinterpret_cast<uint8_t*>(words);
   const int64_t full = K / 8;
-  int bad = 0;
-  for (int64_t j = 0; j < full; ++j) {
-    const float* v = x + 8 * j;
+  bool ok = pack_bytes(x, bytes, 0, full);
+  for (int64_t j = full; j < nwords * 8; ++j) {  // the partial byte and the padding
     uint32_t b = 0;
-    for (int k = 0; k < 8; ++k) {
-      b |= static_cast<uint32_t>(v[k] != 0.0f) << k;
-      bad |= (v[k] != 0.0f) & (v[k] != 1.0f);
+    for (int64_t i = 8 * j; i < K && i < 8 * j + 8; ++i) {
+      b |= static_cast<uint32_t>(x[i] != 0.0f) << (i - 8 * j);
+      ok = ok && (x[i] == 0.0f || x[i] == 1.0f);
     }
     bytes[j] = static_cast<uint8_t>(b);
   }
-  for (int64_t j = full; j < nwords * 8; ++j) {
-    uint32_t b = 0;
-    for (int k = 0; k < 8; ++k) {
-      const int64_t i = 8 * j + k;
-      if (i < K) {
-        b |= static_cast<uint32_t>(x[i] != 0.0f) << k;
-        bad |= (x[i] != 0.0f) & (x[i] != 1.0f);
-      }
-    }
-    bytes[j] = static_cast<uint8_t>(b);
-  }
-  return bad == 0;
+  return ok;
 }
 
 typedef float v16 __attribute__((vector_size(64)));
