@@ -317,9 +317,8 @@ def bench_memory(libs: list[str], Ts: list[int], B: int) -> dict[str, dict[int, 
 def peak_child(case: str, lib: str) -> None:
     """Run in a fresh process: print the resident-set growth over two training steps."""
     torch.set_num_threads(2)
-    kind, T, B = {"mnist8": ("mlp", 8, 128), "mnist50": ("mlp", 50, 256), "conv": ("conv", 8, 32)}[case]
-    if case == "lif":
-        kind = "lif"
+    kind, T, B = {"lif": ("lif", 50, 256), "mnist8": ("mlp", 8, 128), "mnist50": ("mlp", 50, 256),
+                  "conv": ("conv", 8, 32)}[case]
     if lib == "softspike":
         from softspike.core.fused import native
 
@@ -459,12 +458,13 @@ def main() -> None:
     mem = bench_memory(libs, Ts, Bm)
     out(f"### Activation memory of one training step, MNIST net, B={Bm}")
     out()
-    out("| library | " + " | ".join(f"T={T} (MB)" for T in Ts) + " | slope per time step (MB) | softspike's share |")
+    out("| library | " + " | ".join(f"T={T} (MB)" for T in Ts) + " | slope per time step (KB) | softspike's share |")
     out("|---|" + "---:|" * (len(Ts) + 2))
     slopes = {lib: (mem[lib][Ts[-1]] - mem[lib][Ts[0]]) / (Ts[-1] - Ts[0]) for lib in libs}
     for lib in libs:
         share = slopes["softspike"] / slopes[lib] if "softspike" in slopes and slopes[lib] > 0 else float("nan")
-        out(f"| {lib} | " + " | ".join(fmt_mb(mem[lib][T]) for T in Ts) + f" | {fmt_mb(slopes[lib])} | {share:.2f} |")
+        cells = " | ".join(fmt_mb(mem[lib][T]) for T in Ts)
+        out(f"| {lib} | {cells} | {slopes[lib] / 1024:.0f} | {share:.2f} |")
     if "softspike" in slopes and peers_:
         lean = min(peers_, key=slopes.__getitem__)
         out()

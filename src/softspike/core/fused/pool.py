@@ -13,8 +13,12 @@ import os
 import torch
 from torch import Tensor
 
-_MIN_BYTES = 1 << 20
+_MIN_BYTES = 1 << 17  # glibc's default mmap threshold: smaller blocks come from the heap anyway
 _use_count = getattr(torch._C, "_storage_Use_Count", None)
+
+
+def _itemsize(dtype: torch.dtype) -> int:
+    return dtype.itemsize
 
 
 class BufferPool:
@@ -42,7 +46,7 @@ class BufferPool:
         numel = 1
         for n in shape:
             numel *= n
-        nbytes = numel * torch.empty((), dtype=dtype).element_size()
+        nbytes = numel * _itemsize(dtype)
         if nbytes < _MIN_BYTES or _use_count is None or self.max_bytes <= 0:
             return torch.empty(shape, dtype=dtype)
         buf = next((b for b in self._bufs if b.numel() == nbytes and self._free(b)), None)
