@@ -68,12 +68,20 @@ class TrainLog:
 
 
 class _Bar:
-    def __init__(self, bar: tqdm[Any]) -> None:
-        self.bar = bar
+    """A tqdm bar on a terminal; elsewhere (logs, CI) a plain line at every fifth of the epoch."""
+
+    def __init__(self, bar: tqdm[Any], plain: bool, epoch: int) -> None:
+        self.bar, self.plain, self.epoch = bar, plain, epoch
+        self.every = max(1, (bar.total or 1) // 5)
 
     def step(self, log: TrainLog) -> None:
         self.bar.update(1)
-        if not self.bar.disable and (log.step % 10 == 0 or log.step == self.bar.total):
+        if self.plain:
+            if log.step % self.every == 0 and log.step < (self.bar.total or 0):
+                loss, acc = log.running()
+                print(f"  epoch {self.epoch + 1} step {log.step}/{self.bar.total}: running loss {loss:.4f} "
+                      f"acc {100 * acc:.2f}%", flush=True)
+        elif not self.bar.disable and (log.step % 10 == 0 or log.step == self.bar.total):
             loss, acc = log.running()
             self.bar.set_postfix(loss=f"{loss:.4f}", acc=f"{100 * acc:.2f}%", refresh=False)
 
@@ -93,8 +101,10 @@ class Progress:
             self.writer = SummaryWriter(str(logdir))
 
     def bar(self, epoch: int, epochs: int, total: int, initial: int) -> _Bar:
-        return _Bar(tqdm(total=total, initial=initial, desc=f"epoch {epoch + 1}/{epochs}", disable=not self.show,
-                         file=sys.stderr, leave=False, dynamic_ncols=True))
+        plain = self.show and not sys.stderr.isatty()
+        bar = tqdm(total=total, initial=initial, desc=f"epoch {epoch + 1}/{epochs}", disable=plain or not self.show,
+                   file=sys.stderr, leave=False, dynamic_ncols=True)
+        return _Bar(bar, plain, epoch)
 
     def epoch(self, r: dict[str, Any]) -> None:
         if self.show_epochs:
