@@ -1,7 +1,9 @@
 // Fused multi-step kernels for the linear neurons (IF, LIF, parametric LIF) and Poisson sampling.
 //
-// Plain C++ without torch headers: it builds in about a second with the system compiler and is
-// called through ctypes (softspike/core/fused/native.py). Data are contiguous float32 [T, M].
+// Plain C++ without torch headers: it builds in seconds with the system compiler and is called
+// through ctypes (softspike/core/fused/native.py). Data are contiguous float32 [T, M]. Threads come
+// from OpenMP: loaded after torch, the library binds to torch's own libgomp (same soname), so the
+// kernels share torch's thread pool instead of fighting its spinning workers for the cores.
 //
 // Forward runs the time loop per block of neurons, keeping V in a block-sized buffer, and writes
 // only the spikes. Backward recomputes H from the saved input X (bit for bit: the same code and
@@ -15,11 +17,32 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <pthread.h>
-#include <thread>
 #include <vector>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 namespace {
+
+// Runs fn(slot, first, last) over [0, n) split in nthreads contiguous ranges (slot = 0..nthreads-1).
+template <class F>
+void par_for(int64_t n, int nthreads, F fn) {
+  if (nthreads > n) nthreads = static_cast<int>(n);
+  if (nthreads <= 1) {
+    fn(0, int64_t{0}, n);
+    return;
+  }
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nthreads)
+  {
+    const int r = omp_get_thread_num(), nt = omp_get_num_threads();
+    fn(r, n * r / nt, n * (r + 1) / nt);
+  }
+#else
+  for (int r = 0; r < nthreads; ++r) fn(r, n * r / nthreads, n * (r + 1) / nthreads);
+#endif
+}
 
 enum Dyn { IF = 0, LIF = 1, PLIF = 2 };
 enum Gate { SIGMOID = 0, ATAN = 1, PIECEWISE_QUADRATIC = 2, FAST_SIGMOID = 3, ERF = 4, TRIANGLE = 5,
@@ -242,37 +265,6 @@ void run_any(const Task& tk, int dyn) {
   else dispatch_gate<PLIF>(tk);
 }
 
-struct Job {
-  Task task;
-  int dyn;
-};
-
-void* thread_main(void* arg) {
-  Job* j = static_cast<Job*>(arg);
-  run_any(j->task, j->dyn);
-  return nullptr;
-}
-
-// Splits the blocks of a task over n threads (the caller's thread takes the first share).
-template <class F>
-void parallel(int64_t nblocks, int nthreads, F make_job) {
-  if (nthreads < 1) nthreads = 1;
-  if (nthreads > nblocks) nthreads = static_cast<int>(nblocks > 0 ? nblocks : 1);
-  std::vector<Job> jobs(nthreads);
-  std::vector<pthread_t> tids(nthreads);
-  std::vector<bool> started(nthreads, false);
-  for (int r = 0; r < nthreads; ++r) {
-    int64_t first = nblocks * r / nthreads, last = nblocks * (r + 1) / nthreads;
-    jobs[r] = make_job(first, last);
-  }
-  for (int r = 1; r < nthreads; ++r) started[r] = pthread_create(&tids[r], nullptr, thread_main, &jobs[r]) == 0;
-  thread_main(&jobs[0]);
-  for (int r = 1; r < nthreads; ++r) {
-    if (started[r]) pthread_join(tids[r], nullptr);
-    else thread_main(&jobs[r]);
-  }
-}
-
 inline uint32_t fmix32(uint32_t h) {
   h ^= h >> 16;
   h *= 0x85ebca6bu;
@@ -282,30 +274,22 @@ inline uint32_t fmix32(uint32_t h) {
   return h;
 }
 
-struct PoissonJob {
-  const float* x;
-  float* out;
-  int64_t T, M, first, last;
-  uint32_t s0, s1;
-};
-
-void* poisson_main(void* arg) {
-  const PoissonJob& j = *static_cast<PoissonJob*>(arg);
-  for (int64_t t = j.first; t < j.last; ++t) {
-    float* o = j.out + t * j.M;
-    const uint64_t base = static_cast<uint64_t>(t) * static_cast<uint64_t>(j.M);
-    const uint32_t hi = fmix32(static_cast<uint32_t>(base >> 32) ^ j.s1);
+// Rows [first, last) of the Poisson sample (see ss_poisson).
+void poisson_rows(const float* x, float* out, int64_t M, int64_t first, int64_t last, uint32_t s0, uint32_t s1) {
+  for (int64_t t = first; t < last; ++t) {
+    float* o = out + t * M;
+    const uint64_t base = static_cast<uint64_t>(t) * static_cast<uint64_t>(M);
+    const uint32_t hi = fmix32(static_cast<uint32_t>(base >> 32) ^ s1);
     const uint32_t lo = static_cast<uint32_t>(base);
-    for (int64_t i = 0; i < j.M; ++i) {
+    for (int64_t i = 0; i < M; ++i) {
       // A counter-based hash (two murmur3 finalizer rounds, seeded): stateless, so any split
       // over threads gives the same sample. 24 bits, as torch.rand's float32.
-      uint32_t h = fmix32((lo + static_cast<uint32_t>(i)) ^ j.s0);
+      uint32_t h = fmix32((lo + static_cast<uint32_t>(i)) ^ s0);
       h = fmix32(h ^ hi);
       float u = static_cast<float>(h >> 8) * 5.9604644775390625e-8f;
-      o[i] = u < j.x[i] ? 1.0f : 0.0f;
+      o[i] = u < x[i] ? 1.0f : 0.0f;
     }
   }
-  return nullptr;
 }
 
 // Packs 8 floats per byte into out[first, last); false if a value is not 0 or 1.
@@ -329,63 +313,6 @@ bool pack_range(const float* x, uint8_t* out, int64_t first, int64_t last) {
   for (int64_t c = first; c < last; c += chunk)
     if (!pack_bytes(x, out, c, c + chunk < last ? c + chunk : last)) return false;
   return true;
-}
-
-struct PackJob {
-  const float* x;
-  uint8_t* bytes;
-  float* y;
-  int64_t first, last;
-  bool ok;
-};
-
-void* pack_main(void* arg) {
-  PackJob& j = *static_cast<PackJob*>(arg);
-  j.ok = pack_range(j.x, j.bytes, j.first, j.last);
-  return nullptr;
-}
-
-void* unpack_main(void* arg) {
-  PackJob& j = *static_cast<PackJob*>(arg);
-  for (int64_t i = j.first; i < j.last; ++i) {
-    const uint32_t b = j.bytes[i];
-    float* v = j.y + 8 * i;
-    for (int k = 0; k < 8; ++k) v[k] = static_cast<float>((b >> k) & 1u);
-  }
-  return nullptr;
-}
-
-template <class F>
-bool run_bytes(int64_t nbytes, int nthreads, PackJob proto, F fn) {
-  if (nthreads < 1) nthreads = 1;
-  if (nbytes < (int64_t{1} << 16)) nthreads = 1;
-  std::vector<PackJob> jobs(nthreads, proto);
-  std::vector<pthread_t> tids(nthreads);
-  std::vector<bool> started(nthreads, false);
-  for (int r = 0; r < nthreads; ++r) {
-    jobs[r].first = nbytes * r / nthreads;
-    jobs[r].last = nbytes * (r + 1) / nthreads;
-    jobs[r].ok = true;
-  }
-  for (int r = 1; r < nthreads; ++r) started[r] = pthread_create(&tids[r], nullptr, fn, &jobs[r]) == 0;
-  fn(&jobs[0]);
-  bool ok = jobs[0].ok;
-  for (int r = 1; r < nthreads; ++r) {
-    if (started[r]) pthread_join(tids[r], nullptr);
-    else fn(&jobs[r]);
-    ok = ok && jobs[r].ok;
-  }
-  return ok;
-}
-
-// Runs fn(slot, first, last) over [0, n) split in nthreads contiguous ranges (slot = 0..nthreads-1).
-template <class F>
-void par_for(int64_t n, int nthreads, F fn) {
-  if (nthreads < 1) nthreads = 1;
-  std::vector<std::thread> pool;
-  for (int r = 1; r < nthreads; ++r) pool.emplace_back(fn, r, n * r / nthreads, n * (r + 1) / nthreads);
-  fn(0, int64_t{0}, n / nthreads);
-  for (auto& t : pool) t.join();
 }
 
 // One row of a binary matrix as bits (words of 64, little-endian); false if a value is not 0 or 1.
@@ -497,6 +424,7 @@ int ss_spike_linear_forward(const float* x, int64_t R, int64_t K, const float* w
                             int64_t O, uint64_t* bits, int nthreads) {
   const int64_t nwords = (K + 63) / 64;
   if (nthreads < 1) nthreads = 1;
+  if (nthreads > R) nthreads = static_cast<int>(R > 0 ? R : 1);
   std::vector<int> ok(nthreads, 1);
   par_for(R, nthreads, [&](int slot, int64_t first, int64_t last) {
     std::vector<int32_t> idx(nwords * 64);
@@ -537,11 +465,23 @@ void ss_spike_linear_wgrad(const uint64_t* bits, int64_t R, int64_t K, const flo
 
 // Packs n (a multiple of 8) floats that are all 0 or 1 into n / 8 bytes; returns 0 if any is not.
 int ss_pack_bits(const float* x, uint8_t* out, int64_t n, int nthreads) {
-  return run_bytes(n / 8, nthreads, PackJob{x, out, nullptr, 0, 0, true}, pack_main) ? 1 : 0;
+  if (n < (int64_t{1} << 19)) nthreads = 1;
+  std::vector<int> ok(nthreads > 0 ? nthreads : 1, 1);
+  par_for(n / 8, nthreads, [&](int slot, int64_t first, int64_t last) { ok[slot] = pack_range(x, out, first, last); });
+  for (int v : ok)
+    if (!v) return 0;
+  return 1;
 }
 
 void ss_unpack_bits(const uint8_t* bytes, float* y, int64_t n, int nthreads) {
-  run_bytes(n / 8, nthreads, PackJob{nullptr, const_cast<uint8_t*>(bytes), y, 0, 0, true}, unpack_main);
+  if (n < (int64_t{1} << 19)) nthreads = 1;
+  par_for(n / 8, nthreads, [&](int, int64_t first, int64_t last) {
+    for (int64_t i = first; i < last; ++i) {
+      const uint32_t b = bytes[i];
+      float* v = y + 8 * i;
+      for (int k = 0; k < 8; ++k) v[k] = static_cast<float>((b >> k) & 1u);
+    }
+  });
 }
 
 
@@ -553,8 +493,8 @@ void ss_linear_forward(const float* x, float* s, int64_t T, int64_t M, int dyn, 
   Params p{T, M, tau, k, v_rest, v_th, v_reset, 1.0f, 1.0f, hard, 0, 0};
   const int64_t bs = block_size(T, M);
   const int64_t nblocks = (M + bs - 1) / bs;
-  parallel(nblocks, nthreads, [&](int64_t first, int64_t last) {
-    return Job{Task{&p, x, s, nullptr, nullptr, nullptr, nblocks, bs, first, last, false}, dyn};
+  par_for(nblocks, nthreads, [&](int, int64_t first, int64_t last) {
+    run_any(Task{&p, x, s, nullptr, nullptr, nullptr, nblocks, bs, first, last, false}, dyn);
   });
 }
 
@@ -566,8 +506,8 @@ void ss_linear_backward(const float* x, const float* gs, float* gx, double* gk_o
   const int64_t bs = block_size(T, M);
   const int64_t nblocks = (M + bs - 1) / bs;
   std::vector<double> parts(dyn == PLIF ? nblocks : 0, 0.0);
-  parallel(nblocks, nthreads, [&](int64_t first, int64_t last) {
-    return Job{Task{&p, x, nullptr, gs, gx, parts.data(), nblocks, bs, first, last, true}, dyn};
+  par_for(nblocks, nthreads, [&](int, int64_t first, int64_t last) {
+    run_any(Task{&p, x, nullptr, gs, gx, parts.data(), nblocks, bs, first, last, true}, dyn);
   });
   if (dyn == PLIF) {
     double sum = 0.0;
@@ -578,18 +518,7 @@ void ss_linear_backward(const float* x, const float* gs, float* gx, double* gk_o
 
 // out[t, i] = 1 if u(t, i) < x[i] else 0, u uniform on the 24-bit grid of [0, 1).
 void ss_poisson(const float* x, float* out, int64_t T, int64_t M, uint32_t s0, uint32_t s1, int nthreads) {
-  if (nthreads < 1) nthreads = 1;
-  if (nthreads > T) nthreads = static_cast<int>(T);
-  std::vector<PoissonJob> jobs(nthreads);
-  std::vector<pthread_t> tids(nthreads);
-  std::vector<bool> started(nthreads, false);
-  for (int r = 0; r < nthreads; ++r) jobs[r] = PoissonJob{x, out, T, M, T * r / nthreads, T * (r + 1) / nthreads, s0, s1};
-  for (int r = 1; r < nthreads; ++r) started[r] = pthread_create(&tids[r], nullptr, poisson_main, &jobs[r]) == 0;
-  poisson_main(&jobs[0]);
-  for (int r = 1; r < nthreads; ++r) {
-    if (started[r]) pthread_join(tids[r], nullptr);
-    else poisson_main(&jobs[r]);
-  }
+  par_for(T, nthreads, [&](int, int64_t first, int64_t last) { poisson_rows(x, out, M, first, last, s0, s1); });
 }
 
 }  // extern "C"

@@ -24,9 +24,10 @@ log = logging.getLogger("softspike.fused")
 
 SOURCE = Path(__file__).resolve().parent.parent / "csrc" / "fused_cpu.cpp"
 # -ffp-contract=off: no fused multiply-add, so forward rounds exactly as PyTorch's separate ops;
-# -fno-trapping-math lets the exp and the selects vectorize (results are unchanged).
+# -fno-trapping-math lets the exp and the selects vectorize (results are unchanged); -fopenmp binds
+# to the libgomp torch has loaded (same soname), so the kernels use torch's thread pool.
 FLAGS = [
-    "-O3", "-march=native", "-ffp-contract=off", "-fno-trapping-math", "-fPIC", "-shared", "-pthread", "-std=c++17",
+    "-O3", "-march=native", "-ffp-contract=off", "-fno-trapping-math", "-fPIC", "-shared", "-fopenmp", "-std=c++17",
 ]
 ABI_VERSION = 2
 
@@ -74,11 +75,17 @@ def _build() -> ctypes.CDLL:
         log.info("softspike: compiling the fused CPU kernels (%s)", out)
         with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
             tmp_out = Path(tmp) / out.name
-            proc = subprocess.run(
-                [cxx, *FLAGS, "-o", str(tmp_out), str(SOURCE)], capture_output=True, text=True, check=False
-            )
-            if proc.returncode != 0:
-                raise RuntimeError(f"{cxx} failed:\n{proc.stderr[-2000:]}")
+            errors = []
+            # Without OpenMP the kernels still build, single-threaded.
+            for flags in (FLAGS, [f for f in FLAGS if f != "-fopenmp"]):
+                proc = subprocess.run(
+                    [cxx, *flags, "-o", str(tmp_out), str(SOURCE)], capture_output=True, text=True, check=False
+                )
+                if proc.returncode == 0:
+                    break
+                errors.append(proc.stderr[-1500:])
+            else:
+                raise RuntimeError(f"{cxx} failed:\n" + "\n".join(errors))
             os.replace(tmp_out, out)  # atomic: concurrent builders never load a half-written file
     lib = ctypes.CDLL(str(out))
     if lib.ss_abi_version() != ABI_VERSION:
