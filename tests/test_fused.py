@@ -266,3 +266,19 @@ def test_spike_linear_matches_linear(shape: tuple[int, int, int, int]) -> None:
             outs.append((y.detach(), gx, m.weight.grad, m.bias.grad))
         for a, b in zip(*outs):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_native_streaming_stores_on_large_outputs() -> None:
+    """Outputs from 32 MiB on are written with non-temporal stores: same values."""
+    if not NATIVE:
+        pytest.skip("needs the compiled kernels")
+    neuron = Neuron(LIF(2.0), step_mode="m")
+    x = torch.randn(3, 3, 1 << 20) * 0.8 + 0.5
+    assert x.numel() >= 8 << 20
+    g = torch.randn_like(x)
+    neuron.backend = "torch"
+    s_ref, (g_ref,) = grads(neuron, x, g)
+    neuron.backend = "native"
+    s, (got,) = grads(neuron, x, g)
+    assert torch.equal(s, s_ref)
+    torch.testing.assert_close(got, g_ref, rtol=1e-4, atol=1e-5)

@@ -19,6 +19,9 @@
 #include <cstring>
 #include <vector>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -52,7 +55,38 @@ struct Params {
   int64_t T, M;
   float tau, k, v_rest, v_th, v_reset, alpha, width;
   int hard, detach, gate;
+  bool stream;  // outputs too big for the caches: write them with non-temporal stores
 };
+
+// dst[0:n] = src[0:n]; with `stream`, aligned 64-byte pieces bypass the caches (no read for
+// ownership of lines the kernel overwrites whole).
+inline void store_out(float* dst, const float* src, int64_t n, bool stream) {
+  int64_t i = 0;
+#if defined(__AVX512F__)
+  if (stream) {
+    for (; i < n && (reinterpret_cast<uintptr_t>(dst + i) & 63); ++i) dst[i] = src[i];
+    for (; i + 16 <= n; i += 16) _mm512_stream_ps(dst + i, _mm512_loadu_ps(src + i));
+  }
+#elif defined(__AVX__)
+  if (stream) {
+    for (; i < n && (reinterpret_cast<uintptr_t>(dst + i) & 31); ++i) dst[i] = src[i];
+    for (; i + 8 <= n; i += 8) _mm256_stream_ps(dst + i, _mm256_loadu_ps(src + i));
+  }
+#endif
+  if (i < n) std::memcpy(dst + i, src + i, sizeof(float) * (n - i));
+}
+
+// From 32 MiB of output on, the written data will not be read back from cache anyway.
+#ifndef SS_STREAM_FLOATS
+#define SS_STREAM_FLOATS (int64_t{8} << 20)
+#endif
+constexpr int64_t kStreamFloats = SS_STREAM_FLOATS;
+
+inline void store_fence() {
+#if defined(__SSE__)
+  _mm_sfence();
+#endif
+}
 
 // Cephes-style exp: ~1 ulp, branch-free so the loops vectorize.
 inline float fexp(float x) {
@@ -112,14 +146,15 @@ inline float charge(float v, float x, const Params& p) {
 
 // Runs the forward loop over one block; writes spikes (s != nullptr) and/or H for all t (hs).
 template <int D>
-void forward_block(const Params& p, const float* x, float* s, float* hs, float* v, int64_t i0, int64_t n) {
+void forward_block(const Params& p, const float* x, float* s, float* hs, float* v, float* stage, int64_t i0,
+                   int64_t n) {
   const float vth = p.v_th, vr = p.v_reset;
   const bool hard = p.hard != 0;
   for (int64_t i = 0; i < n; ++i) v[i] = p.v_rest;
   for (int64_t t = 0; t < p.T; ++t) {
     const float* xt = x + t * p.M + i0;
     float* ht = hs ? hs + t * n : nullptr;
-    float* st = s ? s + t * p.M + i0 : nullptr;
+    float* st = s ? stage : nullptr;
     if (hard) {
       for (int64_t i = 0; i < n; ++i) {
         float h = charge<D>(v[i], xt[i], p);
@@ -137,13 +172,14 @@ void forward_block(const Params& p, const float* x, float* s, float* hs, float* 
         v[i] = f ? h - vth : h;
       }
     }
+    if (s) store_out(s + t * p.M + i0, stage, n, p.stream);
   }
 }
 
 template <int D, int G>
 void backward_block(const Params& p, const float* x, const float* gs, float* gx, float* hs, float* gv,
-                    float* gk_acc, int64_t i0, int64_t n) {
-  forward_block<D>(p, x, nullptr, hs, gv, i0, n);
+                    float* gk_acc, float* stage, int64_t i0, int64_t n) {
+  forward_block<D>(p, x, nullptr, hs, gv, nullptr, i0, n);
   const float vth = p.v_th, vr = p.v_reset, a = p.alpha, w = p.width, k = p.k, tau = p.tau;
   const float hard = p.hard ? 1.0f : 0.0f;
   const float keep = p.detach ? 0.0f : 1.0f;
@@ -159,7 +195,7 @@ void backward_block(const Params& p, const float* x, const float* gs, float* gx,
     const float firstf = first ? 1.0f : 0.0f;
     const float* __restrict gst = gs + t * p.M + i0;
     const float* __restrict xt = x + t * p.M + i0;
-    float* __restrict gxt = gx + t * p.M + i0;
+    float* __restrict gxt = stage;
     float* __restrict gvr = gv;
     float* __restrict acc = gk_acc;
     for (int64_t i = 0; i < n; ++i) {
@@ -195,6 +231,7 @@ void backward_block(const Params& p, const float* x, const float* gs, float* gx,
         acc[i] += (gxt[i] + gvr[i]) * (xt[i] - (vp - p.v_rest));
       }
     }
+    store_out(gx + t * p.M + i0, stage, n, p.stream);
   }
 }
 
@@ -223,13 +260,14 @@ void run_task(const Task& tk) {
   std::vector<float> v(tk.bs);
   std::vector<float> hs(tk.backward ? static_cast<size_t>(p.T * tk.bs) : 0);
   std::vector<float> acc(D == PLIF ? tk.bs : 0);
+  std::vector<float> stage(tk.bs);
   for (int64_t b = tk.first; b < tk.last; ++b) {
     int64_t i0 = b * tk.bs;
     int64_t n = (i0 + tk.bs <= p.M) ? tk.bs : p.M - i0;
     if (!tk.backward) {
-      forward_block<D>(p, tk.x, tk.s, nullptr, v.data(), i0, n);
+      forward_block<D>(p, tk.x, tk.s, nullptr, v.data(), stage.data(), i0, n);
     } else {
-      backward_block<D, G>(p, tk.x, tk.gs, tk.gx, hs.data(), v.data(), acc.data(), i0, n);
+      backward_block<D, G>(p, tk.x, tk.gs, tk.gx, hs.data(), v.data(), acc.data(), stage.data(), i0, n);
       if constexpr (D == PLIF) {
         double sum = 0.0;
         for (int64_t i = 0; i < n; ++i) sum += acc[i];
@@ -237,6 +275,7 @@ void run_task(const Task& tk) {
       }
     }
   }
+  store_fence();
 }
 
 template <int D>
@@ -490,7 +529,7 @@ int ss_abi_version() { return 2; }
 // dyn: 0 IF, 1 LIF, 2 PLIF. x, s: [T, M].
 void ss_linear_forward(const float* x, float* s, int64_t T, int64_t M, int dyn, float tau, float k,
                        float v_rest, float v_th, float v_reset, int hard, int nthreads) {
-  Params p{T, M, tau, k, v_rest, v_th, v_reset, 1.0f, 1.0f, hard, 0, 0};
+  Params p{T, M, tau, k, v_rest, v_th, v_reset, 1.0f, 1.0f, hard, 0, 0, T * M >= kStreamFloats};
   const int64_t bs = block_size(T, M);
   const int64_t nblocks = (M + bs - 1) / bs;
   par_for(nblocks, nthreads, [&](int, int64_t first, int64_t last) {
@@ -502,7 +541,7 @@ void ss_linear_forward(const float* x, float* s, int64_t T, int64_t M, int dyn, 
 void ss_linear_backward(const float* x, const float* gs, float* gx, double* gk_out, int64_t T, int64_t M,
                         int dyn, float tau, float k, float v_rest, float v_th, float v_reset, int hard,
                         int detach, int gate, float alpha, float width, int nthreads) {
-  Params p{T, M, tau, k, v_rest, v_th, v_reset, alpha, width, hard, detach, gate};
+  Params p{T, M, tau, k, v_rest, v_th, v_reset, alpha, width, hard, detach, gate, T * M >= kStreamFloats};
   const int64_t bs = block_size(T, M);
   const int64_t nblocks = (M + bs - 1) / bs;
   std::vector<double> parts(dyn == PLIF ? nblocks : 0, 0.0);
