@@ -498,6 +498,16 @@ def write_docs(lines: list[str]) -> None:
         "Command: `make bench` (`benchmarks/run_all.py`: builds `.benchenv` with the peers installed "
         "`--no-deps` over this torch, then runs every case for every library in one process, interleaved, "
         "medians of 3 rounds). Methods are in the docstring of `benchmarks/run_all.py`.", "",
+        "What softspike runs here: `Neuron(step_mode='m')` with `backend='auto'` takes the compiled kernels",
+        "(`softspike.core.fused`, one C++ file built on first use with the system compiler, OpenMP on torch's",
+        "own thread pool): forward runs the time loop per block of neurons and saves only X; backward",
+        "recomputes H from X in cache and runs BPTT by hand. Where they do not apply (GPU tensors, float64,",
+        "ALIF, `reset_grad='straight_through'`, third-party surrogates) a tensor-op autograd Function runs;",
+        "third-party dynamics run the reference loop. `softspike.core.fused.backend_info()` says which.",
+        "The MNIST and conv models use `softspike.core.fused.SpikeLinear` for layers fed by spikes (sums the",
+        "weight columns of the inputs that fired; bits saved for backward), the compiled Poisson sampler,",
+        "and `compact_saved_spikes()` (binary tensors autograd saves are kept as bits).",
+        "The peers use `nn.Linear` and `torch.rand` encoding; all use the same `nn.Conv2d`/`BatchNorm2d`.", "",
         *lines,
     ]).rstrip() + "\n"
     start = text.find(head)
