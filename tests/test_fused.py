@@ -282,3 +282,17 @@ def test_native_streaming_stores_on_large_outputs() -> None:
     s, (got,) = grads(neuron, x, g)
     assert torch.equal(s, s_ref)
     torch.testing.assert_close(got, g_ref, rtol=1e-4, atol=1e-5)
+
+
+def test_other_devices_take_the_tensor_op_path() -> None:
+    """No GPU here: a meta tensor stands in for any non-CPU device (shapes flow, kernels are not called)."""
+    from softspike.core.fused import spike_linear
+    from softspike.core.fused.compact import pack_spikes
+
+    x = torch.empty(4, 2, 3, device="meta")
+    lif = Neuron(LIF(2.0), step_mode="m")
+    assert fused.select_backend(lif.dynamics, lif.cfg, x) == "torch"
+    assert lif(x).shape == x.shape and lif.backend_used == "torch"
+    w = torch.empty(5, 3, device="meta")
+    assert spike_linear(x, w).shape == (4, 2, 5)
+    assert pack_spikes(torch.empty(1 << 16, device="meta")).device.type == "meta"
