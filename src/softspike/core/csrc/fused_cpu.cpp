@@ -180,7 +180,7 @@ template <int D, int G>
 void backward_block(const Params& p, const float* x, const float* gs, float* gx, float* hs, float* gv,
                     float* gk_acc, float* stage, int64_t i0, int64_t n) {
   forward_block<D>(p, x, nullptr, hs, gv, nullptr, i0, n);
-  const float vth = p.v_th, vr = p.v_reset, a = p.alpha, w = p.width, k = p.k, tau = p.tau;
+  const float vth = p.v_th, vr = p.v_reset, a = p.alpha, w = p.width, k = p.k, inv_tau = 1.0f / p.tau;
   const float hard = p.hard ? 1.0f : 0.0f;
   const float keep = p.detach ? 0.0f : 1.0f;
   for (int64_t i = 0; i < n; ++i) gv[i] = 0.0f;
@@ -213,7 +213,7 @@ void backward_block(const Params& p, const float* x, const float* gs, float* gx,
         gxi = gh;
         gvr[i] = gh;
       } else if constexpr (D == LIF) {
-        gxi = gh / tau;
+        gxi = gh * inv_tau;
         gvr[i] = gh - gxi;
       } else {
         gxi = gh * k;
@@ -481,26 +481,35 @@ int ss_spike_linear_forward(const float* x, int64_t R, int64_t K, const float* w
   return 1;
 }
 
-// gWT[i] = sum of gy[r] over the rows r with bit i set: the weight gradient, transposed ([K, O]).
-void ss_spike_linear_wgrad(const uint64_t* bits, int64_t R, int64_t K, const float* gy, int64_t O, float* gwt,
+// gw[o, i] = sum of gy[r, o] over the rows r with bit i set: the weight gradient [O, K]. Each thread
+// scatters into its own [K, O] buffer (kept between calls), then the buffers are summed and
+// transposed into gw in one pass.
+void ss_spike_linear_wgrad(const uint64_t* bits, int64_t R, int64_t K, const float* gy, int64_t O, float* gw,
                            int nthreads) {
   const int64_t nwords = (K + 63) / 64;
   if (nthreads < 1) nthreads = 1;
   if (R < 64) nthreads = 1;
-  std::vector<std::vector<float>> parts(nthreads - 1, std::vector<float>(K * O, 0.0f));
-  std::memset(gwt, 0, sizeof(float) * K * O);
+  // One set per calling thread (safe across callers); the workers reach it through this reference,
+  // not by name (a thread_local named inside the lambda would be each worker's own, empty, copy).
+  static thread_local std::vector<std::vector<float>> kept;
+  std::vector<std::vector<float>>& parts = kept;
+  if (static_cast<int>(parts.size()) < nthreads) parts.resize(nthreads);
+  for (int r = 0; r < nthreads; ++r) parts[r].assign(K * O, 0.0f);
   par_for(R, nthreads, [&](int slot, int64_t first, int64_t last) {
-    float* dst = slot == 0 ? gwt : parts[slot - 1].data();
+    float* dst = parts[slot].data();
     std::vector<int32_t> idx(nwords * 64);
     for (int64_t r = first; r < last; ++r)
       scatter_row(idx.data(), bit_indices(bits + r * nwords, nwords, idx.data()), gy + r * O, O, dst);
   });
-  for (auto& p : parts) {
-    const float* __restrict src = p.data();
-    for (int64_t k = 0; k < K * O; ++k) gwt[k] += src[k];
-  }
+  par_for(K, nthreads, [&](int, int64_t first, int64_t last) {
+    for (int64_t k = first; k < last; ++k)
+      for (int64_t o = 0; o < O; ++o) {
+        float sum = parts[0][k * O + o];
+        for (int r = 1; r < nthreads; ++r) sum += parts[r][k * O + o];
+        gw[o * K + k] = sum;
+      }
+  });
 }
-
 
 // Packs n (a multiple of 8) floats that are all 0 or 1 into n / 8 bytes; returns 0 if any is not.
 int ss_pack_bits(const float* x, uint8_t* out, int64_t n, int nthreads) {
@@ -524,7 +533,7 @@ void ss_unpack_bits(const uint8_t* bytes, float* y, int64_t n, int nthreads) {
 }
 
 
-int ss_abi_version() { return 2; }
+int ss_abi_version() { return 3; }
 
 // dyn: 0 IF, 1 LIF, 2 PLIF. x, s: [T, M].
 void ss_linear_forward(const float* x, float* s, int64_t T, int64_t M, int dyn, float tau, float k,

@@ -62,10 +62,9 @@ class _SpikeLinear(torch.autograd.Function):
             if ctx.dense:
                 gw = gy2.t() @ saved
             else:
-                gwt = torch.empty((n_in, n_out), dtype=gy2.dtype)
-                ctx.lib.ss_spike_linear_wgrad(_ptr(saved), gy2.shape[0], n_in, _ptr(gy2), n_out, _ptr(gwt),
+                gw = torch.empty((n_out, n_in), dtype=gy2.dtype)
+                ctx.lib.ss_spike_linear_wgrad(_ptr(saved), gy2.shape[0], n_in, _ptr(gy2), n_out, _ptr(gw),
                                               torch.get_num_threads())
-                gw = gwt.t().contiguous()
         if ctx.has_bias and ctx.needs_input_grad[2]:
             gb = gy2.sum(0)
         return gx, gw, gb, None

@@ -29,7 +29,7 @@ SOURCE = Path(__file__).resolve().parent.parent / "csrc" / "fused_cpu.cpp"
 FLAGS = [
     "-O3", "-march=native", "-ffp-contract=off", "-fno-trapping-math", "-fPIC", "-shared", "-fopenmp", "-std=c++17",
 ]
-ABI_VERSION = 2
+ABI_VERSION = 3
 
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
