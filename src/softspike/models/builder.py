@@ -7,6 +7,7 @@ from typing import Any
 
 from torch import nn
 
+from softspike.core.fused.linear import SpikeLinear
 from softspike.core.registry import Registry, get_registry
 from softspike.layers import MultiStep
 from softspike.models.load import CheckedSpec
@@ -18,10 +19,12 @@ def _params(part: Any) -> dict[str, Any]:
     return {k: getattr(part, k) for k in type(part).model_fields if k != "type"}
 
 
-def _stateless(layer: Any, shape: Shape) -> nn.Module:
+def _stateless(layer: Any, shape: Shape, spikes_in: bool = False) -> nn.Module:
     kind = layer.type
     if kind == "linear":
-        return nn.Linear(shape[0], layer.out_features, bias=layer.bias)
+        # Fed by spikes: same parameters and results (to rounding), sums only the inputs that fired.
+        cls = SpikeLinear if spikes_in else nn.Linear
+        return cls(shape[0], layer.out_features, bias=layer.bias)
     if kind == "conv2d":
         return nn.Conv2d(shape[0], layer.out_channels, layer.kernel_size, layer.stride, layer.padding,
                          bias=layer.bias)
@@ -58,10 +61,18 @@ def build(checked: CheckedSpec, registry: Registry | None = None) -> SpikingNetw
     """Build the network of a checked spec (see `softspike.models.load_spec`)."""
     registry = registry or get_registry()
     spec = checked.spec
+    encoder = registry.encoders.create(spec.encoder.type, **_params(spec.encoder))
     by_path: dict[str, nn.Module] = {}
     containers: dict[str, nn.Sequential] = {"layers": nn.Sequential()}
+    # Whether the next top-level layer is fed by spikes (0/1 values): true after a neuron or a spike
+    # encoder, and kept through layers that move spikes around without changing their values.
+    spikes = not getattr(encoder, "analog", False)
     for info in checked.layers:
-        parent = containers[info.path.rsplit("[", 1)[0]]
+        container = info.path.rsplit("[", 1)[0]
+        parent = containers[container]
+        spikes_in = spikes and container == "layers"
+        if container == "layers":
+            spikes = info.layer.type == "neuron" or (spikes and info.layer.type in ("flatten", "maxpool2d"))
         if info.layer.type == "residual":
             body = nn.Sequential()
             containers[f"{info.path}.layers"] = body
@@ -69,10 +80,9 @@ def build(checked: CheckedSpec, registry: Registry | None = None) -> SpikingNetw
         elif info.layer.type == "neuron":
             module = _neuron(info.layer, registry)
         else:
-            module = MultiStep(_stateless(info.layer, info.in_shape))
+            module = MultiStep(_stateless(info.layer, info.in_shape, spikes_in))
         parent.append(module)
         by_path[info.path] = module
-    encoder = registry.encoders.create(spec.encoder.type, **_params(spec.encoder))
     return SpikingNetwork(
         spec.name, spec.input_shape, spec.T, encoder, containers["layers"], list(by_path.items()),
         readout_scale=spec.readout.scale,

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from softspike.core.fused.compact import compact_saved_spikes
 from softspike.models.builder import build
 from softspike.models.load import CheckedSpec
 from softspike.models.network import SpikingNetwork
@@ -165,8 +166,9 @@ def fit(checked: CheckedSpec, options: dict[str, Any] | TrainConfig, logdir: str
                 x, y = data.train.batch(order[step * bs:(step + 1) * bs], device)
                 if shift:
                     x = random_shift(x, shift)
-                rates = net.spikes(x).mean(0)
-                loss = readout_loss(net, rates, y, loss_kind)
+                with compact_saved_spikes():  # saved spike tensors kept as bits until backward
+                    rates = net.spikes(x).mean(0)
+                    loss = readout_loss(net, rates, y, loss_kind)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

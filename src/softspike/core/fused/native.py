@@ -57,9 +57,11 @@ def _cpu_tag() -> str:
 
 
 def _cache_dir() -> Path:
-    from torch.utils.cpp_extension import get_default_build_root
-
-    return Path(os.environ.get("SOFTSPIKE_BUILD_DIR") or get_default_build_root()) / "softspike_fused"
+    # torch's extension cache, found without importing torch.utils.cpp_extension (which warns
+    # about CUDA on CPU-only machines).
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "torch_extensions"
+    root = os.environ.get("SOFTSPIKE_BUILD_DIR") or os.environ.get("TORCH_EXTENSIONS_DIR") or str(cache)
+    return Path(root) / "softspike_fused"
 
 
 def _build() -> ctypes.CDLL:

@@ -1,0 +1,35 @@
+"""The builder gives layers fed by spikes the sparse SpikeLinear, and only those."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from softspike.core.fused.linear import SpikeLinear
+from softspike.models import load_spec
+from softspike.models.builder import build
+from softspike.models.load import check_spec
+
+
+def _linears(net: nn.Module) -> list[type]:
+    return [type(m) for m in net.modules() if isinstance(m, nn.Linear)]
+
+
+def test_linear_layers_after_spikes_are_spike_linear() -> None:
+    assert _linears(build(load_spec("mnist_fc"))) == [SpikeLinear, SpikeLinear]
+    doc = {"name": "analog", "input_shape": [4], "T": 2, "encoder": {"type": "constant"},
+           "layers": [{"type": "linear", "out_features": 3}, {"type": "neuron", "neuron": {"type": "if"}},
+                      {"type": "dropout", "p": 0.5}, {"type": "linear", "out_features": 2},
+                      {"type": "neuron", "neuron": {"type": "if"}}]}
+    # Constant input is analog, and dropout rescales the spikes it keeps: both get a plain Linear.
+    assert _linears(build(check_spec(doc, "<test>"))) == [nn.Linear, nn.Linear]
+
+
+def test_spike_linear_trains_like_linear() -> None:
+    torch.manual_seed(0)
+    net = build(load_spec("mnist_fc"))
+    x = (torch.rand(4, 1, 28, 28) < 0.3).float()
+    out = net.spikes(x)
+    assert out.shape == (8, 4, 10)
+    out.sum().backward()
+    assert all(p.grad is not None for p in net.parameters())
