@@ -284,6 +284,51 @@ def test_native_streaming_stores_on_large_outputs() -> None:
     torch.testing.assert_close(got, g_ref, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("dyn", [IF, LIF, ParametricLIF])
+@pytest.mark.parametrize("gate", [sg.Sigmoid(3.0), sg.ATan()])
+@pytest.mark.parametrize("v_reset", [0.0, None])
+@pytest.mark.parametrize("detach", [False, True])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_native_many_blocks_per_thread(
+    dyn: type[Dynamics], gate: Surrogate, v_reset: float | None, detach: bool, threads: int
+) -> None:
+    """Each thread runs several blocks (BPTT of one interleaved with the recompute of the next), the
+    last one partial, rows not a multiple of 16 long."""
+    if not NATIVE:
+        pytest.skip("needs the compiled kernels")
+    d = LIF(3.0) if dyn is LIF else dyn()
+    neuron = Neuron(d, 1.0, v_reset, gate, detach, step_mode="m")
+    x = torch.randn(50, 3, 2001, generator=torch.Generator().manual_seed(5)) + 0.4
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        assert_same(neuron, x, "native")
+    finally:
+        torch.set_num_threads(before)
+    assert neuron.backend_used == "native"
+
+
+@pytest.mark.parametrize("dyn", [LIF, ParametricLIF])
+@pytest.mark.parametrize("v_reset", [0.0, None])
+def test_native_streaming_unaligned_rows(dyn: type[Dynamics], v_reset: float | None) -> None:
+    """Large outputs whose rows are not 64-byte aligned (odd M): the streaming paths fall back to
+    plain stores where they must; same values."""
+    if not NATIVE:
+        pytest.skip("needs the compiled kernels")
+    d = LIF(3.0) if dyn is LIF else dyn()
+    neuron = Neuron(d, 1.0, v_reset, sg.Sigmoid(4.0), step_mode="m")
+    x = torch.randn(3, 1, (8 << 20) // 3 + 7, generator=torch.Generator().manual_seed(6)) * 0.8 + 0.5
+    assert x.numel() >= 8 << 20
+    g = torch.randn_like(x)
+    neuron.backend = "torch"
+    s_ref, g_ref = grads(neuron, x, g)
+    neuron.backend = "native"
+    s, got = grads(neuron, x, g)
+    assert torch.equal(s, s_ref)
+    for a, b in zip(got, g_ref):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * (float(b.abs().max()) + 1.0))
+
+
 def test_other_devices_take_the_tensor_op_path() -> None:
     """No GPU here: a meta tensor stands in for any non-CPU device (shapes flow, kernels are not called)."""
     from softspike.core.fused import spike_linear
