@@ -261,15 +261,14 @@ void forward_block(const Params& p, const float* x, float* s, float* v, float* s
 // as α·e/(1+e)² with e = exp(-α|z|) (symmetric, no overflow), e from the Cephes polynomial scaled
 // with vscalefps, and 1/(1+e) from rcp14 plus one Newton step (~1 ulp): no division, ~30 vector
 // operations per 16 elements instead of ~50. Gradients only, so float rounding-level agreement.
-template <int D>
+template <int D, bool HARD, bool KEEP>
 int64_t bptt_sigmoid16(const float* __restrict ht, const float* __restrict gst, float* __restrict gxt,
-                       float* __restrict gvr, const float* pf, bool stream, int64_t n, float vth, float vr, float a, float hard, float keep,
+                       float* __restrict gvr, const float* pf, bool stream, int64_t n, float vth, float vr, float a,
                        float kk) {
   const __m512 one = _mm512_set1_ps(1.0f), two = _mm512_set1_ps(2.0f), zero = _mm512_setzero_ps();
   const __m512 vthv = _mm512_set1_ps(vth), vrv = _mm512_set1_ps(vr), av = _mm512_set1_ps(a);
   const __m512 nega = _mm512_set1_ps(-a), lo = _mm512_set1_ps(-87.0f);
-  const __m512 hardv = _mm512_set1_ps(hard), softvth = _mm512_set1_ps((hard - 1.0f) * vth);
-  const __m512 keepv = _mm512_set1_ps(keep), resetv = _mm512_set1_ps(1.0f - hard);
+  const __m512 negvth = _mm512_set1_ps(-vth);
   const __m512 kv = _mm512_set1_ps(kk), negk = _mm512_set1_ps(-kk);
   const __m512 log2e = _mm512_set1_ps(1.44269504088896341f);
   const __m512 c1 = _mm512_set1_ps(-0.693359375f), c2 = _mm512_set1_ps(2.12194440e-4f);
@@ -297,12 +296,17 @@ int64_t bptt_sigmoid16(const float* __restrict ht, const float* __restrict gst, 
     __m512 rc = _mm512_rcp14_ps(d);
     rc = _mm512_mul_ps(rc, _mm512_fnmadd_ps(d, rc, two));
     const __m512 sg = _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(e, av), rc), rc);
-    // dV/dS: hard (V_reset - H), soft -theta; times `keep` (0 when the reset is detached).
-    const __m512 dvds = _mm512_fmadd_ps(hardv, _mm512_sub_ps(vrv, h), softvth);
-    const __m512 gsum = _mm512_fmadd_ps(_mm512_mul_ps(keepv, g), dvds, gs);
+    // gsum = dL/dS + g·dV/dS; dV/dS: hard (V_reset - H), soft -theta, 0 when the reset is detached.
+    __m512 gsum = gs;
+    if constexpr (KEEP) gsum = _mm512_fmadd_ps(g, HARD ? _mm512_sub_ps(vrv, h) : negvth, gs);
     // dL/dH = g·(1 - hard·S) + gsum·sg
-    const __m512 pass = _mm512_mask_blend_ps(fired, one, resetv);
-    const __m512 gh = _mm512_fmadd_ps(g, pass, _mm512_mul_ps(gsum, sg));
+    __m512 gh;
+    if constexpr (HARD) {
+      const __m512 via_s = _mm512_mul_ps(gsum, sg);
+      gh = _mm512_mask_add_ps(via_s, static_cast<__mmask16>(~fired), via_s, g);
+    } else {
+      gh = _mm512_fmadd_ps(gsum, sg, g);
+    }
     const __m512 gxv = D == IF ? gh : _mm512_mul_ps(gh, kv);
     if (stream) _mm512_stream_ps(gxt + i, gxv);  // gxt is then 64-byte aligned
     else _mm512_storeu_ps(gxt + i, gxv);
@@ -352,9 +356,14 @@ void backward_block(const Params& p, const float* x, const float* gs, float* gx,
     float* __restrict acc = gk_acc;
     int64_t i0v = 0;
 #if defined(__AVX512F__)
-    if constexpr (G == SIGMOID)
-      i0v = bptt_sigmoid16<D>(ht, gst, gxt, gvr, t >= kAhead ? gst - kAhead * p.M : nullptr, direct, n, vth, vr, a,
-                              hard, keep, D == LIF ? inv_tau : k);
+    if constexpr (G == SIGMOID) {
+      const float* pf = t >= kAhead ? gst - kAhead * p.M : nullptr;
+      const float kk = D == LIF ? inv_tau : k;
+      if (p.hard && !p.detach) i0v = bptt_sigmoid16<D, true, true>(ht, gst, gxt, gvr, pf, direct, n, vth, vr, a, kk);
+      else if (p.hard) i0v = bptt_sigmoid16<D, true, false>(ht, gst, gxt, gvr, pf, direct, n, vth, vr, a, kk);
+      else if (!p.detach) i0v = bptt_sigmoid16<D, false, true>(ht, gst, gxt, gvr, pf, direct, n, vth, vr, a, kk);
+      else i0v = bptt_sigmoid16<D, false, false>(ht, gst, gxt, gvr, pf, direct, n, vth, vr, a, kk);
+    }
 #endif
     for (int64_t i = i0v; i < n; ++i) {
       float h = ht[i];
