@@ -158,8 +158,6 @@ inline float charge(float v, float x, const Params& p) {
   }
 }
 
-// One time step of the forward loop over n neurons: V (v) -> H (ht, if given), spikes (st, if
-// given), V after the reset (v).
 // Software prefetch distance, in time steps: a block's row of X or dL/dS is only a few KiB, too
 // short for the hardware prefetcher to get ahead, so each loop fetches the lines of a later step.
 // The forward loop is fast (2 steps ahead); the recompute interleaved with BPTT and BPTT itself
@@ -243,13 +241,14 @@ template <int D>
 void forward_block(const Params& p, const float* x, float* s, float* v, float* stage, int64_t i0, int64_t n) {
   for (int64_t i = 0; i < n; ++i) v[i] = p.v_rest;
   for (int64_t t = 0; t < p.T; ++t) {
+    const float* ahead = t + kAheadFwd < p.T ? x + (t + kAheadFwd) * p.M + i0 : nullptr;
 #if defined(__AVX512F__)
+    (void)stage;  // the vector loop writes the spikes in place
     float* const st = s + t * p.M + i0;
     const bool stream = p.stream && (reinterpret_cast<uintptr_t>(st) & 63) == 0;
-    forward_row<D>(p, x + t * p.M + i0, nullptr, st, v, n, t + kAheadFwd < p.T ? x + (t + kAheadFwd) * p.M + i0 : nullptr,
-                   stream);
+    forward_row<D>(p, x + t * p.M + i0, nullptr, st, v, n, ahead, stream);
 #else
-    forward_row<D>(p, x + t * p.M + i0, nullptr, stage, v, n, t + kAheadFwd < p.T ? x + (t + kAheadFwd) * p.M + i0 : nullptr);
+    forward_row<D>(p, x + t * p.M + i0, nullptr, stage, v, n, ahead);
     store_out(s + t * p.M + i0, stage, n, p.stream);
 #endif
   }
