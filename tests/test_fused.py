@@ -339,3 +339,39 @@ def test_other_devices_take_the_tensor_op_path() -> None:
     w = torch.empty(5, 3, device="meta")
     assert spike_linear(x, w).shape == (4, 2, 5)
     assert pack_spikes(torch.empty(1 << 16, device="meta")).device.type == "meta"
+
+
+@needs_native
+@pytest.mark.parametrize("rows", [50, 130, 200])
+@pytest.mark.parametrize("n_in", [70, 130])
+@pytest.mark.parametrize("n_out", [10, 63, 64, 100, 196])
+@pytest.mark.parametrize("nthreads", [1, 2, 3])
+def test_spike_linear_wgrad_sums_row_ranges_in_order(rows: int, n_in: int, n_out: int, nthreads: int) -> None:
+    """The weight-gradient kernel (scattered for narrow outputs, gathered per input for wide ones) gives
+    exactly: the rows split into nthreads ranges (one range below 64 rows), each range summed in row
+    order from zero, the range sums added in order."""
+    import ctypes
+
+    R, K, N = rows, n_in, n_out
+
+    lib = native.load()
+    assert lib is not None
+    torch.manual_seed(R * K + N)
+    x = (torch.rand(R, K) < 0.3).float()
+    gy = torch.randn(R, N) * torch.exp(torch.randn(R, N) * 4)
+    bits = torch.empty((R, (K + 63) // 64), dtype=torch.int64)
+    ptr = ctypes.c_void_p
+    assert lib.ss_spike_linear_forward(ptr(x.data_ptr()), R, K, ptr(torch.zeros(K, N).data_ptr()), None, None, N,
+                                       ptr(bits.data_ptr()), 1)
+    gw = torch.full((N, K), float("nan"))
+    lib.ss_spike_linear_wgrad(ptr(bits.data_ptr()), R, K, ptr(gy.data_ptr()), N, ptr(gw.data_ptr()), nthreads)
+    parts = nthreads if R >= 64 else 1
+    want = None
+    for p in range(parts):
+        acc = torch.zeros(K, N)
+        for r in range(R * p // parts, R * (p + 1) // parts):
+            on = x[r] > 0
+            acc[on] += gy[r]
+        want = acc if want is None else want + acc
+    assert want is not None
+    assert torch.equal(gw, want.t())

