@@ -50,11 +50,13 @@ def check_intensity(x: Tensor, where: str) -> Tensor:
     if not isinstance(x, Tensor) or not x.is_floating_point():
         got = x.dtype if isinstance(x, Tensor) else type(x).__name__
         raise TypeError(f"{where}: expected a floating-point tensor of intensities in [0, 1], got {got}")
-    if x.numel() and (bool(torch.any(x < 0)) or bool(torch.any(x > 1))):
-        raise ValueError(
-            f"{where}: intensities must lie in [0, 1], got min {float(x.min()):.4g}, max {float(x.max()):.4g};"
-            " scale the input first (e.g. pixels / 255)"
-        )
+    if x.numel():
+        lo, hi = torch.aminmax(x.detach())  # one pass over the input, not two
+        if bool(lo < 0) or bool(hi > 1) or bool(torch.isnan(lo)):
+            raise ValueError(
+                f"{where}: intensities must lie in [0, 1], got min {float(lo):.4g}, max {float(hi):.4g};"
+                " scale the input first (e.g. pixels / 255)"
+            )
     return x
 
 
