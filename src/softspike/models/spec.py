@@ -18,13 +18,12 @@ from typing import Annotated, Any, Literal, Union, cast
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from softspike.core.params import Params
 from softspike.core.registry import Catalog, Registry, get_registry
 
 
-class SpecModel(BaseModel):
-    """Strict base of every part of a spec: unknown keys and NaN/inf are errors."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True, frozen=True)
+class SpecModel(Params):
+    """Strict base of every part of a spec (the plugins' own base): unknown keys and NaN/inf are errors."""
 
 
 class Linear(SpecModel):

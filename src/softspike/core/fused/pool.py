@@ -17,10 +17,6 @@ _MIN_BYTES = 1 << 17  # glibc's default mmap threshold: smaller blocks come from
 _use_count = getattr(torch._C, "_storage_Use_Count", None)
 
 
-def _itemsize(dtype: torch.dtype) -> int:
-    return dtype.itemsize
-
-
 class BufferPool:
     """Reuses free buffers of the exact byte size asked for; keeps at most `max_bytes` cached."""
 
@@ -46,7 +42,7 @@ class BufferPool:
         numel = 1
         for n in shape:
             numel *= n
-        nbytes = numel * _itemsize(dtype)
+        nbytes = numel * dtype.itemsize
         if nbytes < _MIN_BYTES or _use_count is None or self.max_bytes <= 0:
             return torch.empty(shape, dtype=dtype)
         buf = next((b for b in self._bufs if b.numel() == nbytes and self._free(b)), None)
