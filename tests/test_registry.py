@@ -63,8 +63,8 @@ class _MyDynamics(Dynamics):
         super().__init__()
         self.gain = gain
 
-    def charge(self, v, x, state, v_rest):  # type: ignore[no-untyped-def]
-        return v + self.gain * x
+    def charge(self, x, state, v_rest):  # type: ignore[no-untyped-def]
+        return state["v"] + self.gain * x, state
 
 
 def test_registration_rules() -> None:
