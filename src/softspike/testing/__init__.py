@@ -28,6 +28,7 @@ from softspike.testing.runner import check_all, check_plugin, reset_values
 from softspike.testing.strategies import inputs, params_for, shapes
 
 __all__ = [
-    "check_all", "check_dynamics_gradcheck", "check_encoder_output", "check_fused_matches_reference", "check_multistep_matches_single",
-    "check_neuron_binary", "check_plugin", "check_surrogate_backward", "inputs", "params_for", "reset_values", "shapes",
+    "check_all", "check_dynamics_gradcheck", "check_encoder_output", "check_fused_matches_reference",
+    "check_multistep_matches_single", "check_neuron_binary", "check_plugin", "check_surrogate_backward", "inputs",
+    "params_for", "reset_values", "shapes",
 ]

@@ -81,10 +81,10 @@ def check_fused_matches_reference(neuron: Neuron, x_seq: Tensor, backend: str = 
         (s_ref, g_ref, _), (s, g, path) = out["reference"], out[backend]
         assert path is not None
         name = type(neuron.dynamics).__name__
-        if path == "compiled":
+        if path == "compiled" and not torch.equal(s, s_ref):
             agree = float((s == s_ref).float().mean())
             assert agree > 0.999, f"{name}: the compiled path's spikes agree with the reference on only {agree:.2%}"
-            return path
+            return path  # a spike flipped by rounding changes every later gradient: compare no further
         assert torch.equal(s, s_ref), f"{name}: the {path} path's spikes differ from the reference loop's"
         if g is not None or g_ref is not None:
             assert g is not None and g_ref is not None, f"{name}: the {path} path loses the input gradient"
