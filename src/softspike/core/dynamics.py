@@ -100,9 +100,15 @@ class Dynamics(nn.Module, metaclass=abc.ABCMeta):
     def from_params(cls, params: BaseModel) -> Dynamics:
         """Build from an already validated params object (the registry's path: validated once).
 
-        The default passes the fields as keyword arguments; the built-ins take the object itself.
+        A class with a `configure(params)` method is set up by it without running `__init__` (whose
+        keyword arguments would be validated again); any other class gets the fields as keywords.
         """
-        return cls(**params.model_dump())
+        if not callable(getattr(cls, "configure", None)):
+            return cls(**params.model_dump())
+        obj = cls.__new__(cls)
+        Dynamics.__init__(obj)
+        obj.configure(params)  # type: ignore[operator]
+        return obj
 
     @abc.abstractmethod
     def charge(self, x: Tensor, state: State, v_rest: float) -> tuple[Tensor, State]:

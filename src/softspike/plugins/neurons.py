@@ -20,20 +20,14 @@ from softspike.core.params import Params as ParamsBase
 
 
 class _Configured(Dynamics):
-    """Built-ins: `__init__` validates keyword arguments, `from_params` trusts a validated object."""
+    """Built-ins: `__init__` validates keyword arguments; `configure` is the one place that reads them
+    (`Dynamics.from_params` calls it directly with the registry's validated object)."""
 
     Params: ClassVar[type[ParamsBase]]
 
     def __init__(self, **kwargs: float) -> None:
         super().__init__()
         self.configure(validate_params(self.Params, type(self).__name__, kwargs))
-
-    @classmethod
-    def from_params(cls, params: ParamsBase) -> Dynamics:  # type: ignore[override]
-        obj = cls.__new__(cls)
-        Dynamics.__init__(obj)
-        obj.configure(params)
-        return obj
 
     def configure(self, params: ParamsBase) -> None:
         """Set the dynamics up from its validated parameters (the one place that reads them)."""

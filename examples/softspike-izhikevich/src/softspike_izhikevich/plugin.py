@@ -65,17 +65,10 @@ class Izhikevich(Dynamics):
                  dt: float = 0.5, gain: float = 10.0) -> None:
         super().__init__()
         given = {"a": a, "b": b, "c": c, "d": d, "v_peak": v_peak, "dt": dt, "gain": gain}
-        self._configure(validate_params(IzhikevichParams, "Izhikevich", given))
+        self.configure(validate_params(IzhikevichParams, "Izhikevich", given))
 
-    @classmethod
-    def from_params(cls, params: IzhikevichParams) -> Izhikevich:  # type: ignore[override]
-        """The registry's path: `params` is already validated, so it is not checked again."""
-        obj = cls.__new__(cls)
-        Dynamics.__init__(obj)
-        obj._configure(params)
-        return obj
-
-    def _configure(self, p: IzhikevichParams) -> None:
+    def configure(self, p: IzhikevichParams) -> None:
+        """Set up from validated parameters; the registry calls this directly (validated once)."""
         self.a, self.b, self.c, self.d, self.dt, self.gain = p.a, p.b, p.c, p.d, p.dt, p.gain
         self.span = p.v_peak - p.c
 
