@@ -184,6 +184,11 @@ class Neuron(nn.Module):
         self.state: State = {}
 
     def __setattr__(self, name: str, value: Any) -> None:
+        if name == "surrogate" and not isinstance(value, Surrogate):
+            raise TypeError(
+                f"surrogate must be a softspike Surrogate, got {type(value).__name__}; for a registered gate by "
+                "name use softspike.get_registry().surrogates.create(name)"
+            )
         super().__setattr__(name, value)
         if name == "surrogate" and "_cfg" in self.__dict__ and self._cfg.surrogate is not value:
             self.__dict__["_cfg"] = replace(self._cfg, surrogate=value)  # validates the new gate
@@ -276,5 +281,5 @@ class Neuron(nn.Module):
             return multistep_reference(self.dynamics, self._cfg, x_seq)
         from softspike.core import fused  # imported here: fused builds on this module
 
-        self.backend_used = fused.select_backend(self.dynamics, self._cfg, x_seq, self.backend)
-        return fused.run(self.backend_used, self.dynamics, self._cfg, x_seq)
+        self.backend_used, out = fused.execute(self.dynamics, self._cfg, x_seq, self.backend)
+        return out

@@ -74,10 +74,22 @@ def select_backend(dynamics: Dynamics, cfg: FireConfig, x_seq: Tensor, backend: 
 
 def fused_multistep(dynamics: Dynamics, cfg: FireConfig, x_seq: Tensor, backend: str = "auto") -> Tensor:
     """Spikes [T, B, ...] for input [T, B, ...] from rest, by the fastest path that applies."""
-    return run(select_backend(dynamics, cfg, x_seq, backend), dynamics, cfg, x_seq)
+    return execute(dynamics, cfg, x_seq, backend)[1]
+
+
+def execute(dynamics: Dynamics, cfg: FireConfig, x_seq: Tensor, backend: str = "auto") -> tuple[str, Tensor]:
+    """(the path that ran, spikes): the compiled path falls back to the reference loop where it fails."""
+    path = select_backend(dynamics, cfg, x_seq, backend)
+    if path == "compiled":
+        out = generic.compiled_multistep(dynamics, cfg, x_seq)
+        if out is None:
+            return "reference", multistep_reference(dynamics, cfg, x_seq)
+        return path, out
+    return path, run(path, dynamics, cfg, x_seq)
 
 
 def run(path: str, dynamics: Dynamics, cfg: FireConfig, x_seq: Tensor) -> Tensor:
+    """Spikes by the given path (see `select_backend`)."""
     if path == "compiled":
         out = generic.compiled_multistep(dynamics, cfg, x_seq)
         return out if out is not None else multistep_reference(dynamics, cfg, x_seq)

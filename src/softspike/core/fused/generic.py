@@ -117,5 +117,9 @@ def _probe_backward(step: Callable[..., Any], dynamics: Dynamics, cfg: FireConfi
         return
     xp = x.detach().clone().requires_grad_(True)
     state = {k: v.detach() for k, v in resting(dynamics, cfg, x).items()}
-    s, _ = step(dynamics, cfg, xp, state)
-    torch.autograd.grad(s.sum(), xp, allow_unused=True)
+    s, state = step(dynamics, cfg, xp, state)
+    # The spikes of a step may not depend on its own input (a current-based neuron): then the
+    # state, which carries the input forward, does.
+    outs = [t for t in (s, *state.values()) if t.requires_grad]
+    if outs:
+        torch.autograd.grad(sum(t.sum() for t in outs), xp, allow_unused=True)
