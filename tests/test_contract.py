@@ -238,3 +238,37 @@ def test_functional_transforms_run_through_the_tensor_op_path() -> None:
     loss(xr).backward()
     assert xr.grad is not None
     torch.testing.assert_close(got, xr.grad)
+
+
+def test_check_command_reports_each_plugin_and_fails_on_a_bad_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from softspike.cli import main
+
+    (tmp_path / "my_gates.py").write_text(textwrap.dedent("""
+        import torch, softspike
+        from softspike.core import Dynamics, Params, Surrogate
+
+        class Wrong(Surrogate):
+            Params = Params
+            def primitive(self, x): return torch.sigmoid(x)
+            def derivative(self, x): return torch.ones_like(x)  # not the derivative of primitive
+
+        class Half(Dynamics):
+            Params = Params
+            def charge(self, x, state, v_rest): return 0.5 * state["v"] + x, state
+
+        @softspike.hookimpl
+        def softspike_register(registry):
+            registry.surrogates.add("wrong_gate", Wrong)
+            registry.neurons.add("half", Half)
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["check", "my_gates", "--max-examples", "3"]) == 1
+    out = capsys.readouterr().out
+    assert "ok   neuron 'half'" in out
+    assert "multi-step path: compiled (generic" in out or "multi-step path: reference" in out
+    assert "FAIL surrogate 'wrong_gate'" in out and "derivative(x) differs" in out
+    assert "1 of 2 plugins of my_gates pass" in out
+    assert main(["check", "no_such_plugin_anywhere"]) == 1
+    assert "neither an installed distribution nor an importable module" in capsys.readouterr().err
