@@ -14,7 +14,7 @@ from torch import Tensor
 
 import softspike
 from softspike.core import fused
-from softspike.core.dynamics import Dynamics, LinearCharge, State
+from softspike.core.dynamics import Dynamics, State
 from softspike.core.fused import generic, native
 from softspike.core.neuron import Neuron
 from softspike.core.registry import load_registry
@@ -25,20 +25,9 @@ from softspike.testing import check_fused_matches_reference
 CORE = Path(softspike.__file__).resolve().parent / "core"
 NATIVE = native.load() is not None
 
-
-class PluginLIF(Dynamics):
-    """A third party's LIF: same arithmetic as the built-in, declared, no softspike class reused."""
-
-    def __init__(self, tau: float) -> None:
-        super().__init__()
-        self.tau = tau
-
-    def charge(self, x: Tensor, state: State, v_rest: float) -> tuple[Tensor, State]:
-        v = state["v"]
-        return v + (x - (v - v_rest)) / self.tau, state
-
-    def linear_charge(self) -> LinearCharge:
-        return LinearCharge(tau=self.tau)
+# The third-party LIF that `make bench` times against the built-in: checked here to take its path.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from plugin_cases import PluginLIF  # noqa: E402
 
 
 class LeakyLIF(LIF):
