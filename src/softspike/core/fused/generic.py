@@ -97,8 +97,10 @@ def compiled_multistep(dynamics: Dynamics, cfg: FireConfig, x_seq: Tensor) -> Te
     out = []
     first = _status != "compiled"
     try:
-        for t in range(x_seq.shape[0]):
-            s, state = step(dynamics, cfg, x_seq[t], state)
+        # unbind, not x_seq[t]: one backward node for all steps (T selects would each add a full
+        # [T, ...] zero tensor in backward: O(T²) memory traffic).
+        for x in x_seq.unbind(0):
+            s, state = step(dynamics, cfg, x, state)
             out.append(s)
         if first:
             _probe_backward(step, dynamics, cfg, x_seq[0])
