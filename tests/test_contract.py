@@ -203,6 +203,23 @@ def test_a_0x_dynamics_is_adapted_with_the_migration_in_the_warning() -> None:
             def charge(self, v, x, state, v_rest):  # type: ignore[no-untyped-def, override]
                 return v + x
 
+    with pytest.warns(DeprecationWarning, match="after_fire"):
+
+        class OldAdaptive(Dynamics):
+            state_names = ("a",)
+
+            def charge(self, x, state, v_rest):  # type: ignore[no-untyped-def, override]
+                return state["v"] + x, state
+
+            def threshold(self, v_threshold, state):  # type: ignore[no-untyped-def, override]
+                return v_threshold + state["a"]
+
+            def update(self, state, spike):  # type: ignore[no-untyped-def]
+                return {"a": 0.5 * state["a"] + spike}
+
+    n = Neuron(OldAdaptive(), step_mode="s")
+    n(torch.tensor([2.0]))
+    assert torch.equal(n.state["a"], torch.tensor([1.0]))
     x = torch.rand(5, 2, 3) * 2
     ref = Neuron(Old(), step_mode="m", backend="reference")(x)
     v, out = torch.zeros(2, 3), []
