@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from softspike.cli.validate import add_limit_options, check_limit
 from softspike.core.errors import SoftspikeError
 from softspike.train.config import TrainConfig
 
@@ -34,6 +35,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run saved in --checkpoint DIR")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no line per epoch")
+    add_limit_options(p, batch_size=False)
     p.set_defaults(run=run)
 
 
@@ -51,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from softspike.train.loop import fit
 
     checked = load_spec(args.spec)
+    check_limit(checked, args.batch_size or TrainConfig().batch_size, args.max_memory, args.device or "cpu")
     try:
         metrics = fit(checked, options(args), args.logdir, args.checkpoint, args.resume, verbose=not args.quiet)
     except OSError as err:  # an unwritable --logdir or --checkpoint, a full disk

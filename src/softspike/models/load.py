@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import sys
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -79,8 +80,9 @@ def parse_json(text: str, source: str) -> Any:
         raise SpecError(source, [f"<file>: not valid JSON: {err.msg} at {where}"]) from None
     except RecursionError:
         raise SpecError(source, ["<file>: not valid JSON: nested too deeply"]) from None
-    except ValueError as err:  # an integer literal longer than Python's int_max_str_digits
-        raise SpecError(source, [f"<file>: not valid JSON here: {err}"]) from None
+    except ValueError:  # the one other error json raises: an integer longer than Python reads
+        limit = sys.get_int_max_str_digits()
+        raise SpecError(source, [f"<file>: not valid JSON: an integer literal has more than {limit} digits"]) from None
 
 
 #: JSON nesting a spec may have: blocks nested MAX_NESTING deep take about three levels each.
@@ -110,7 +112,7 @@ def check_spec(data: Any, source: str = "<spec>", registry: Registry | None = No
         raise SpecError(source, [f"<root>: a spec must be a JSON object, got {_json_type(data)}"])
     deep = _too_deep(data)
     if deep is not None:
-        raise SpecError(source, [f"{deep}: nested too deeply (more than {MAX_JSON_DEPTH} levels; blocks may "
+        raise SpecError(source, [f"{deep}: nested too deeply (more than {MAX_JSON_DEPTH} levels of JSON; blocks may "
                                  f"nest at most {MAX_NESTING} deep)"])
     registry = registry or get_registry()
     lang = language(registry)
