@@ -1,9 +1,10 @@
 """The spec language: a network as a JSON document, checked by pydantic models.
 
-The neuron, surrogate and encoder parts of the language come from the plugin registry: each
-registered plugin's own params model, with a `type: Literal[name]` added, joins a union
-discriminated by "type". So the language is built after plugin discovery (`language()`), and a
-third-party neuron is as much a part of it as `lif`.
+The layer, neuron, surrogate and encoder parts of the language come from the plugin registry: each
+registered plugin's own params model (for a layer type, its LayerSpec class), with a
+`type: Literal[name]` added, joins a union discriminated by "type". So the language is built after
+plugin discovery (`language()`), and a third-party neuron is as much a part of it as `lif`, a
+third-party layer type as much as `conv2d`.
 
     {"name": "mnist_fc", "input_shape": [1, 28, 28], "T": 8, "encoder": {"type": "poisson"},
      "layers": [{"type": "flatten"}, {"type": "linear", "out_features": 10, "bias": false},
