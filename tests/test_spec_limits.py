@@ -106,3 +106,11 @@ def test_default_limit_is_the_machines_memory() -> None:
     assert machine_memory() > 2**28
     assert machine_memory("cuda:7") > 0 and machine_memory("cudax") > 0  # never an error from a device name
     assert torch.get_default_dtype() == torch.float32  # the estimate's 4 bytes per value
+
+
+@pytest.mark.parametrize("value", [10**5000, -(10**5000), 10**60], ids=["5000_digits", "minus", "61_digits"])
+def test_huge_integers_from_python_are_clear_errors(value: int) -> None:
+    spec = json.loads(json.dumps(TINY))
+    spec["T"] = value
+    with pytest.raises(SpecError, match=r"T: must be [<>]= \S+ \(got an integer of about \d+ digits\)"):
+        check_spec(spec)
