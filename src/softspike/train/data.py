@@ -150,7 +150,8 @@ def _int64_labels(y: np.ndarray, where: str) -> np.ndarray:
     """Integer labels as int64, refusing negative or huge ones before the cast could wrap them."""
     if y.size and (int(y.min()) < 0 or int(y.max()) > MAX_LABEL):
         bad = int(y.min()) if int(y.min()) < 0 else int(y.max())
-        raise DatasetError(f"{where}: label {bad} is out of range: give integer class labels >= 0 (at most {MAX_LABEL})")
+        raise DatasetError(f"{where}: label {bad} is out of range: give integer class labels >= 0 "
+                           f"(at most {MAX_LABEL})")
     return y.astype(np.int64)
 
 
