@@ -6,9 +6,13 @@ Random-number states are stored as tensors and plain lists so `torch.load(weight
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +22,8 @@ import torch
 from softspike.core.errors import SoftspikeError
 
 FORMAT = "softspike-checkpoint-1"
+#: The file a run writes in its checkpoint directory.
+CHECKPOINT_FILE = "last.pt"
 
 
 class CheckpointError(SoftspikeError):
@@ -35,8 +41,35 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+@contextlib.contextmanager
+def deferred_interrupt() -> Iterator[None]:
+    """Hold SIGINT back for the duration of the block, then raise KeyboardInterrupt if one came.
+
+    Ctrl-C inside `torch.save` surfaces as a RuntimeError from its C++ writer (not as
+    KeyboardInterrupt) and leaves a half-written temporary file; deferring it lets the write finish,
+    so an interrupted run ends with "interrupted" (exit 130) and a whole checkpoint, like SQLite's
+    commit. Only the main thread can install signal handlers; elsewhere the block runs as is."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
+
+
 def atomic_write(path: Path, write: Any) -> None:
-    """Call `write(file)` on a temporary file beside `path`, then rename it over `path`."""
+    """Call `write(file)` on a temporary file beside `path`, then rename it over `path` (SIGINT deferred)."""
+    with deferred_interrupt():
+        _atomic_write(path, write)
+
+
+def _atomic_write(path: Path, write: Any) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any, Literal
 
@@ -70,11 +71,22 @@ class TrainConfig(BaseModel):
         return check_device(value)
 
 
+def _absolute_paths(options: dict[str, Any]) -> dict[str, Any]:
+    # Stored in checkpoints and used from wherever `evaluate` runs: a relative path would move with it.
+    out = dict(options)
+    if isinstance(out.get("dataset"), str) and out["dataset"].startswith("npz:") and out["dataset"][4:]:
+        out["dataset"] = "npz:" + os.path.abspath(os.path.expanduser(out["dataset"][4:]))
+    if isinstance(out.get("data_root"), str) and out["data_root"]:
+        out["data_root"] = os.path.abspath(os.path.expanduser(out["data_root"]))
+    return out
+
+
 def make_config(options: dict[str, Any], stored: dict[str, Any] | None = None) -> TrainConfig:
     """A config from given options (None = not given) over a resumed run's stored config.
 
     A resumed run keeps the stored values of FIXED_ON_RESUME; giving a different one is an error."""
-    given = {k: v for k, v in options.items() if v is not None}
+    given = _absolute_paths({k: v for k, v in options.items() if v is not None})
+    stored = _absolute_paths(stored) if stored is not None else None
     merged = dict(stored or {})
     if stored is not None:
         clash = [f"{k} (checkpoint: {stored[k]!r}, given: {given[k]!r})" for k in FIXED_ON_RESUME
@@ -85,6 +97,7 @@ def make_config(options: dict[str, Any], stored: dict[str, Any] | None = None) -
                 + ". Leave them out, or start a new run in another --checkpoint directory."
             )
     merged.update(given)
+    merged.setdefault("data_root", os.path.abspath(TrainConfig.model_fields["data_root"].default))
     try:
         return TrainConfig(**merged)
     except ValidationError as err:

@@ -162,6 +162,18 @@ def _npz_array(arrays: Any, key: str, where: str) -> np.ndarray:
     return np.asarray(arr)
 
 
+def check_sample_values(x: np.ndarray, where: str) -> None:
+    """Samples must be uint8 (0-255) or finite floats that float32 can hold (the network's dtype)."""
+    if x.dtype != np.uint8 and not np.issubdtype(x.dtype, np.floating):
+        raise DatasetError(f"{where} has dtype {x.dtype}; give uint8 (0-255) or floats")
+    if np.issubdtype(x.dtype, np.floating) and x.size:
+        if not np.isfinite(x).all():
+            raise DatasetError(f"{where} contains NaN or infinite values")
+        if float(np.abs(x).max()) > FLOAT32_MAX:  # finite in float64, infinite once cast to float32
+            raise DatasetError(f"{where} holds values up to {float(np.abs(x).max()):.3g}, beyond float32 "
+                               f"(max {FLOAT32_MAX:.3g}); scale the data")
+
+
 def _npz_split(arrays: Any, split: str, where: str) -> ArraySplit:
     x, y = _npz_array(arrays, f"x_{split}", where), _npz_array(arrays, f"y_{split}", where)
     if x.ndim not in (2, 3, 4):
@@ -169,14 +181,7 @@ def _npz_split(arrays: Any, split: str, where: str) -> ArraySplit:
             f"{where}: x_{split} has shape {list(x.shape)}; expected images [N, H, W] or [N, C, H, W] "
             "(or flat features [N, F])"
         )
-    if x.dtype != np.uint8 and not np.issubdtype(x.dtype, np.floating):
-        raise DatasetError(f"{where}: x_{split} has dtype {x.dtype}; give uint8 (0-255) or floats")
-    if np.issubdtype(x.dtype, np.floating) and x.size:
-        if not np.isfinite(x).all():
-            raise DatasetError(f"{where}: x_{split} contains NaN or infinite values")
-        if float(np.abs(x).max()) > FLOAT32_MAX:  # finite in float64, infinite once training casts to float32
-            raise DatasetError(f"{where}: x_{split} holds values up to {float(np.abs(x).max()):.3g}, beyond float32 "
-                               f"(max {FLOAT32_MAX:.3g}); scale the data")
+    check_sample_values(x, f"{where}: x_{split}")
     if y.ndim != 1 or y.shape[0] != x.shape[0]:
         raise DatasetError(f"{where}: y_{split} must be [N] labels with N = {x.shape[0]}, got shape {list(y.shape)}")
     if not np.issubdtype(y.dtype, np.integer):

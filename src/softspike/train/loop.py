@@ -26,6 +26,7 @@ from softspike.models.load import CheckedSpec
 from softspike.models.network import SpikingNetwork
 from softspike.train.augment import random_shift
 from softspike.train.checkpoint import (
+    CHECKPOINT_FILE,
     CheckpointError,
     atomic_write,
     load_checkpoint,
@@ -39,8 +40,7 @@ from softspike.train.data import ArraySplit, Dataset, DatasetError, load_dataset
 from softspike.train.monitor import FiringRates
 from softspike.train.progress import Progress, TrainLog
 from softspike.train.rundir import claim_checkpoint_dir
-
-CHECKPOINT_FILE = "last.pt"
+from softspike.train.trained import spec_difference
 
 
 def readout_loss(net: SpikingNetwork, rates: Tensor, y: Tensor, loss: str) -> Tensor:
@@ -54,6 +54,8 @@ def readout_loss(net: SpikingNetwork, rates: Tensor, y: Tensor, loss: str) -> Te
 def evaluate(net: SpikingNetwork, split: ArraySplit, batch_size: int = 1000, device: str | torch.device = "cpu",
              loss: str = "cross_entropy") -> dict[str, float]:
     """Loss and accuracy of `net` on a whole split (eval mode: batch norm statistics, no dropout)."""
+    if len(split) == 0 or batch_size < 1:  # else "accuracy 0.00%" over nothing, or range() with step 0
+        raise DatasetError(f"cannot evaluate {len(split)} samples in batches of {batch_size}: need >= 1 of each")
     was_training = net.training
     net.eval()
     total_loss, correct = 0.0, 0
@@ -91,10 +93,11 @@ def _spec_text(checked: CheckedSpec) -> str:
 
 def check_same_spec(state: dict[str, Any], checked: CheckedSpec, path: Path) -> None:
     if state.get("spec") != _spec_text(checked):
-        stored = json.loads(state.get("spec") or "{}").get("name", "?")
+        stored = json.loads(state.get("spec") or "{}")
+        diff = "; ".join(spec_difference(stored, checked.to_json())[:3])
         raise CheckpointError(
-            f"{path} was made with a different spec (network {stored!r}) than {checked.source}; "
-            "give the spec it was trained with, or use another --checkpoint directory"
+            f"{path} was made with a different spec (network {stored.get('name', '?')!r}) than {checked.source} "
+            f"({diff}); give the spec it was trained with, or use another --checkpoint directory"
         )
 
 
