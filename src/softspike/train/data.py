@@ -6,6 +6,7 @@ at a time. Nothing touches the network unless `download=True`; a missing dataset
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,6 +98,10 @@ def _load_mnist_like(name: str, root: Path, download: bool) -> Dataset:
         ) from None
     except OSError as err:
         raise DatasetError(f"{name}: cannot read or fetch it in {root}: {err}") from None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as err:  # torchvision's legacy .pt files
+        reason = str(err).splitlines()[0] if str(err) else ""
+        raise DatasetError(f"{name}: files in {root / cls.__name__} are damaged or not data "
+                           f"({type(err).__name__}: {reason}); remove them and fetch the dataset again") from None
 
 
 def _read_cifar_batch(path: Path) -> tuple[Tensor, Tensor]:
