@@ -162,6 +162,22 @@ class NeuronCatalog(Catalog[Any]):
     """Neuron dynamics. `create` returns a ready neuron module; neuron options go beside the
     dynamics' own parameters: `create("lif", tau=2.0, v_threshold=1.0, surrogate="atan")`."""
 
+    def add(self, name: str, factory: Callable[..., Any], params: type[BaseModel] | None = None, *,
+            doc: str | None = None, distribution: str = RUNTIME) -> Entry[Any]:
+        """As `Catalog.add`, refusing a params model with a field named like a neuron option: `create`
+        routes those names to the neuron, so such a field could never be set and every spec using
+        the plugin would fail at build time instead of here."""
+        entry = super().add(name, factory, params, doc=doc, distribution=distribution)
+        names = {f.alias or n for n, f in entry.params.model_fields.items()} | set(entry.params.model_fields)
+        clash = sorted(names.intersection(NEURON_OPTIONS))
+        if clash:
+            del self._entries[name]
+            raise RegistryError(
+                f"neuron {name!r} (from {distribution}): its params model has field(s) {', '.join(clash)}, which "
+                f"are neuron options every neuron takes ({', '.join(NEURON_OPTIONS)}); rename them in the plugin"
+            )
+        return entry
+
     def create(self, name: str, **params: Any) -> Any:
         from softspike.core.neuron import Neuron
 
