@@ -136,6 +136,11 @@ def load() -> ctypes.CDLL | None:
     return _lib
 
 
+def available() -> bool:
+    """Whether the kernels are loaded (building them on first use)."""
+    return load() is not None
+
+
 def status() -> tuple[str, str | None]:
     """(status line, path of the loaded library)."""
     return _status, _path
