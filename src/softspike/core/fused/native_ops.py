@@ -6,13 +6,13 @@ per-step activation of its own beyond the tensor the previous layer produced.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
 from softspike.core.dynamics import Dynamics
-from softspike.core.fused import ops as _ops  # noqa: F401  (registers torch.ops.softspike)
+from softspike.core.fused.ops import LifMultistep
 from softspike.core.neuron import FireConfig
 from softspike.plugins import surrogates as sg
 from softspike.plugins.neurons import IF, LIF, ParametricLIF
@@ -54,7 +54,7 @@ class KernelArgs(NamedTuple):
 
 def kernel_args(dynamics: Dynamics, cfg: FireConfig) -> KernelArgs:
     """What the compiled kernel needs to know about a neuron (one place; see `supports`)."""
-    gate = cfg.surrogate
+    gate: Any = cfg.surrogate  # a built-in gate (see `supports`): it has alpha, maybe width
     hard = cfg.v_reset is not None
     return KernelArgs(
         _DYN[type(dynamics)], float(getattr(dynamics, "tau", 1.0)) if isinstance(dynamics, LIF) else 1.0,
@@ -65,5 +65,5 @@ def kernel_args(dynamics: Dynamics, cfg: FireConfig) -> KernelArgs:
 
 def fused_native(dynamics: Dynamics, cfg: FireConfig, x_seq: Tensor, w: Tensor) -> Tensor:
     """Spikes [T, B, ...] from the compiled kernel (an operator torch.compile and torch.func see)."""
-    out: Tensor = torch.ops.softspike.lif_multistep(x_seq, w, *kernel_args(dynamics, cfg))
+    out: Tensor = LifMultistep.apply(x_seq, w, *kernel_args(dynamics, cfg))
     return out

@@ -77,7 +77,7 @@ def memory_order(x: Tensor, lead: int = 0) -> list[int]:
     dims = list(range(x.dim()))
     if x.is_contiguous():
         return dims
-    rest = sorted(dims[lead:], key=lambda d: -x.stride(d))
+    rest = sorted(dims[lead:], key=lambda d: -x.stride()[d])
     perm = dims[:lead] + rest
     return perm if x.permute(perm).is_contiguous() else dims
 
@@ -200,7 +200,8 @@ def _lif_setup(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
 
 def _lif_backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
     x, w = ctx.saved_tensors
-    gx, gk = lif_multistep_backward(grad, x, w, *ctx.args)
+    with torch.no_grad():  # first order only: the kernel's BPTT has no derivative of its own
+        gx, gk = lif_multistep_backward(grad, x, w, *ctx.args)
     grad_w = None
     if ctx.args[0] == DYNAMICS["plif"] and ctx.needs_input_grad[1]:
         kt = torch.sigmoid(w.detach())
@@ -209,6 +210,24 @@ def _lif_backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
 
 
 lif_multistep.register_autograd(_lif_backward, setup_context=_lif_setup)
+
+
+class LifMultistep(torch.autograd.Function):
+    """`lif_multistep` with its gradient, as an autograd Function in the `setup_context` style.
+
+    The op's own `register_autograd` serves autograd, torch.compile and export, but torch.func
+    refuses the Function that custom_op generates for it (pytorch/pytorch#168393: it lacks a
+    `setup_context`); this wrapper runs the same forward and backward ops under every transform.
+    """
+
+    generate_vmap_rule = True  # the ops inside carry their own vmap rules
+
+    @staticmethod
+    def forward(x: Tensor, w: Tensor, *args: Any) -> Tensor:  # type: ignore[override]
+        return lif_multistep(x, w, *args)  # type: ignore[no-any-return]
+
+    setup_context = staticmethod(_lif_setup)  # type: ignore[assignment]
+    backward = staticmethod(_lif_backward)  # type: ignore[assignment]
 
 
 def _lif_vmap(info: Any, in_dims: tuple[Any, ...], x: Tensor, w: Tensor, *args: Any) -> tuple[Tensor, int]:
