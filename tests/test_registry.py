@@ -97,4 +97,4 @@ def test_autoload_switch_still_loads_builtins() -> None:
     code = "import softspike; r = softspike.get_registry(); print(len(r.neurons), len(r.errors))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={"SOFTSPIKE_DISABLE_PLUGIN_AUTOLOAD": "1", "PATH": ""})
-    assert out.stdout.split() == ["4", "0"]
+    assert out.stdout.split() == ["5", "0"]

@@ -4,7 +4,7 @@ A path is chosen by what the dynamics and the gate *declare* (never by their cla
 or a third-party neuron takes the same path as a built-in with the same declaration. `backend="auto"`
 tries, in order:
 
-    native      compiled C++ kernels: a declared `LinearCharge` (IF, LIF, parametric LIF or anyone's
+    native      compiled C++ kernels as `torch.ops.softspike` operators: a declared `LinearCharge` (IF, LIF, parametric LIF or anyone's
                 equal) without adaptation, a gate that declares a kernel (`Surrogate.kernel()`), CPU
                 float32, reset gradient "surrogate" or detached. Saves only X; backward recomputes H.
     torch       tensor ops in a custom autograd Function: any declared `LinearCharge` (adaptive
@@ -65,7 +65,7 @@ def select_backend(dynamics: Dynamics, cfg: FireConfig, x_seq: Tensor, backend: 
         from softspike.core.fused.native_ops import supports as native_supports
 
         why = native_supports(plan, cfg, x_seq)
-        if why is None and native.load() is not None:
+        if why is None and native.available():
             return "native"
         if backend == "native":
             raise RuntimeError(f"backend='native' cannot run here: {why or native.status()[0]}")
@@ -97,10 +97,9 @@ def run(path: str, dynamics: Dynamics, cfg: FireConfig, x_seq: Tensor) -> Tensor
     if plan is None:
         return multistep_reference(dynamics, cfg, x_seq)
     if path == "native":
-        from softspike.core.fused.native_ops import FusedNative
+        from softspike.core.fused.native_ops import fused_native
 
-        res: Tensor = FusedNative.apply(x_seq, k_logit(plan, x_seq), plan, native.load())
-        return res
+        return fused_native(plan, x_seq, k_logit(plan, x_seq))
     return fused_torch(plan, x_seq)
 
 
@@ -108,12 +107,12 @@ def backend_info() -> dict[str, Any]:
     """Which fused paths this process can use, for `softspike plugins` and bug reports."""
     from softspike.core.fused.native_ops import GATES
 
-    lib = native.load()
+    available = native.available()
     status, path = native.status()
     compiled_ok, compiled_status = generic.status()
     return {
-        "default": "native" if lib is not None else "torch",
-        "native": {"available": lib is not None, "status": status, "library": path,
+        "default": "native" if available else "torch",
+        "native": {"available": available, "status": status, "library": path,
                    "scope": "CPU float32; dynamics declaring a LinearCharge without adaptation; gates declaring "
                    "a kernel (" + ", ".join(GATES) + "); reset_grad 'surrogate' or detach_reset"},
         "torch": {"available": True, "scope": "any device/dtype; dynamics declaring a LinearCharge; any surrogate"},

@@ -1,4 +1,4 @@
-"""The autograd Function around the compiled kernels (declared linear charges, CPU float32).
+"""The compiled kernels for declared linear charges (CPU float32), as `torch.ops.softspike.lif_multistep`.
 
 Saves only the input X (the kernel recomputes H from it in backward), so a training step holds no
 per-step activation of its own beyond the tensor the previous layer produced.
@@ -6,16 +6,14 @@ per-step activation of its own beyond the tensor the previous layer produced.
 
 from __future__ import annotations
 
-import ctypes
-from typing import Any
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-from softspike.core.fused.pool import POOL
+from softspike.core.fused.ops import LifMultistep
 from softspike.core.fused.torch_ops import Plan
 from softspike.core.neuron import FireConfig
-from softspike.core.surrogate import Surrogate
 
 #: The kernels' gate numbers, by the name a gate declares (`Surrogate.kernel()`).
 GATES: dict[str, int] = {
@@ -40,60 +38,38 @@ def supports(plan: Plan | None, cfg: FireConfig, x: Tensor) -> str | None:
     return None
 
 
-def kernel_numbers(plan: Plan, w: Tensor) -> tuple[int, float, float]:
-    """(dynamics number, τ, k) of the kernels' charge: 0 H = V + X, 1 divides by τ, 2 multiplies by k."""
+class KernelArgs(NamedTuple):
+    """The numbers `torch.ops.softspike.lif_multistep` takes besides the tensors."""
+
+    dyn: int
+    tau: float
+    v_rest: float
+    v_threshold: float
+    v_reset: float
+    hard: bool
+    detach: bool
+    gate: int
+    alpha: float
+    width: float
+
+
+def kernel_args(plan: Plan, cfg: FireConfig) -> KernelArgs:
+    """What the compiled kernel needs to know about a neuron (one place; see `supports`).
+
+    The kernels' charge: 0 H = V + X, 1 divides by τ, 2 multiplies by k = sigmoid(w) (w a tensor argument).
+    """
     decl = plan.charge
-    if decl.k_logit is not None:
-        return 2, 1.0, float(torch.sigmoid(w.detach()))
-    if decl.tau is not None:
-        return 1, float(decl.tau), 0.0
-    return 0, 1.0, 0.0
+    dyn, tau = (2, 1.0) if decl.k_logit is not None else (1, float(decl.tau)) if decl.tau is not None else (0, 1.0)
+    gate = cfg.surrogate.kernel()
+    assert gate is not None  # see `supports`
+    hard = cfg.v_reset is not None
+    return KernelArgs(
+        dyn, tau, cfg.v_rest, cfg.v_threshold, cfg.v_reset if cfg.v_reset is not None else 0.0, hard,
+        cfg.detach_reset, GATES[gate.name], float(gate.alpha), float(gate.width),
+    )
 
 
-def _gate_args(gate: Surrogate) -> tuple[int, float, float]:
-    k = gate.kernel()
-    assert k is not None
-    return GATES[k.name], float(k.alpha), float(k.width)
-
-
-def _ptr(t: Tensor) -> ctypes.c_void_p:
-    return ctypes.c_void_p(t.data_ptr())
-
-
-class FusedNative(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: Any, x_seq: Tensor, w: Tensor, plan: Plan, lib: Any) -> Tensor:
-        cfg = plan.cfg
-        x = x_seq.contiguous()
-        T, M = x.shape[0], x.numel() // x.shape[0]
-        dyn_id, tau, k = kernel_numbers(plan, w)
-        hard = cfg.v_reset is not None
-        spikes = POOL.empty(x.shape)
-        lib.ss_linear_forward(
-            _ptr(x), _ptr(spikes), T, M, dyn_id, tau, k, cfg.v_rest, cfg.v_threshold,
-            cfg.v_reset if hard else 0.0, int(hard), torch.get_num_threads(),
-        )
-        if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
-            ctx.save_for_backward(x, w)
-        ctx.args = (plan, lib, T, M, dyn_id, tau, k, hard)
-        return spikes
-
-    @staticmethod
-    def backward(ctx: Any, grad_s: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:
-        x, w = ctx.saved_tensors
-        plan, lib, T, M, dyn_id, tau, k, hard = ctx.args
-        cfg = plan.cfg
-        gs = grad_s.contiguous()
-        gx = POOL.empty(x.shape)
-        gk = ctypes.c_double(0.0)
-        gate, alpha, width = _gate_args(cfg.surrogate)
-        lib.ss_linear_backward(
-            _ptr(x), _ptr(gs), _ptr(gx), ctypes.byref(gk), T, M, dyn_id, tau, k,
-            cfg.v_rest, cfg.v_threshold, cfg.v_reset if hard else 0.0, int(hard), int(cfg.detach_reset),
-            gate, alpha, width, torch.get_num_threads(),
-        )
-        grad_w = None
-        if ctx.needs_input_grad[1]:
-            kt = torch.sigmoid(w.detach())
-            grad_w = (torch.tensor(gk.value, dtype=w.dtype) * kt * (1.0 - kt)).reshape(w.shape)
-        return (gx if ctx.needs_input_grad[0] else None), grad_w, None, None
+def fused_native(plan: Plan, x_seq: Tensor, w: Tensor) -> Tensor:
+    """Spikes [T, B, ...] from the compiled kernel (an operator torch.compile and torch.func see)."""
+    out: Tensor = LifMultistep.apply(x_seq, w, *kernel_args(plan, plan.cfg))
+    return out
