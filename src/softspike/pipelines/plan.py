@@ -7,14 +7,14 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
 from softspike.core.errors import SoftspikeError
 from softspike.core.params import Params, format_validation_error
 
-PLAN_FORMAT = "softspike-pipeline-plan/1"
+PLAN_FORMAT: Final = "softspike-pipeline-plan/1"
 
 
 class PlanError(SoftspikeError, ValueError):
