@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from softspike.cli import main
 from softspike.models import load_spec
@@ -30,10 +31,12 @@ def test_activation_bytes_grow_with_T() -> None:
 def test_plan_command_writes_a_plan_that_checks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "plan.json"
     code = main(["plan", "mnist_fc", "--devices", "cuda:0,cuda:1", "--batch-size", "8", "--microbatches", "2",
-                 "--repeats", "1", "-o", str(out)])
+                 "--bandwidth", "10GB/s", "--speed", "1,2", "--repeats", "1", "-o", str(out)])
     text = capsys.readouterr().out
     assert code == 0, text
     assert "stage  device" in text and "layers[0]" in text and "bubble" in text
+    if not torch.cuda.is_available():
+        assert "note: CUDA is not available here: profiled on the CPU" in text
     plan = load_plan(out)
     assert [s.device for s in plan.stages] == ["cuda:0", "cuda:1"]
     assert plan.stages[0].start == 0 and plan.stages[-1].stop == 5
