@@ -44,6 +44,11 @@ def test_plan_command_writes_a_plan_that_checks(tmp_path: Path, capsys: pytest.C
     code = main(["plan", "mnist_fc", "--stages", "2", "--batch-size", "8", "--microbatches", "2", "--json",
                  "--repeats", "1"])
     assert code == 0 and json.loads(capsys.readouterr().out)["format"] == "softspike-pipeline-plan/1"
+    out2 = tmp_path / "dp.json"
+    code = main(["plan", "mnist_fc", "--stages", "2", "--data-parallel", "2", "--batch-size", "8", "--microbatches",
+                 "2", "--repeats", "1", "-o", str(out2)])
+    assert code == 0 and "x 2 replicas (4 processes)" in capsys.readouterr().out
+    check_plan(load_plan(out2), load_spec("mnist_fc"), world_size=4)
     assert main(["schema", "--plan"]) == 0
     assert json.loads(capsys.readouterr().out)["title"] == "softspike pipeline plan"
 
@@ -52,6 +57,7 @@ def test_plan_command_writes_a_plan_that_checks(tmp_path: Path, capsys: pytest.C
     ("args", "message"),
     [
         (["--stages", "2", "--batch-size", "6", "--microbatches", "4"], "multiple of 4"),
+        (["--stages", "2", "--batch-size", "8", "--microbatches", "2", "--data-parallel", "3"], "multiple of 6"),
         (["--stages", "9", "--batch-size", "8", "--microbatches", "2"], "at most 5 stages"),
         (["--stages", "2", "--batch-size", "8", "--microbatches", "2", "--memory", "1KiB"], "against its cap"),
         (["--devices", "cpu,gpu7", "--batch-size", "8", "--microbatches", "2"], "not a device name"),

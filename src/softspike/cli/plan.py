@@ -27,6 +27,8 @@ def add_parser(sub: Any) -> None:
     where.add_argument("--stages", type=int, metavar="N", help="N stages on the first N GPUs, or on the CPU")
     p.add_argument("--batch-size", type=int, required=True, metavar="B", help="global batch per optimizer step")
     p.add_argument("--microbatches", type=int, required=True, metavar="M", help="micro-batches per step")
+    p.add_argument("--data-parallel", type=int, default=1, metavar="R",
+                   help="replicas of the pipeline (pipeline x DDP: R x stages processes; default 1)")
     p.add_argument("--schedule", choices=["gpipe", "1f1b"], default="1f1b", help="pipeline schedule (default 1f1b)")
     p.add_argument("--memory", metavar="SIZE[,SIZE...]",
                    help="memory cap per device, e.g. 24GiB or 24GiB,16GiB (default: the GPU's memory, else none)")
@@ -83,9 +85,11 @@ def _devices(args: argparse.Namespace) -> list[str]:
 
 def render(plan: PipelinePlan, notes: list[str]) -> str:
     """The plan as a table, with the predicted step, bubble and throughput."""
-    mb = plan.batch_size // plan.microbatches
-    lines = [f"plan for {plan.spec_name}: {len(plan.stages)} stages, batch {plan.batch_size} = "
-             f"{plan.microbatches} micro-batches of {mb}, T = {plan.T}, schedule {plan.schedule}"]
+    mb = plan.batch_size // (plan.microbatches * plan.data_parallel)
+    replicas = f" x {plan.data_parallel} replicas ({len(plan.stages) * plan.data_parallel} processes)" \
+        if plan.data_parallel > 1 else ""
+    lines = [f"plan for {plan.spec_name}: {len(plan.stages)} stages{replicas}, batch {plan.batch_size} = "
+             f"{plan.data_parallel * plan.microbatches} micro-batches of {mb}, T = {plan.T}, schedule {plan.schedule}"]
     lines += [f"note: {n}" for n in notes]
     rows = [("stage", "device", "blocks", "time/micro-batch", "memory", "sends")]
     for s in plan.stages:
@@ -111,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     if args.T is not None and args.T < 1:
         raise PlanError(f"--T must be >= 1, got {args.T}")
     result = make_plan(checked, devices, args.batch_size, args.microbatches, args.schedule, memory, speed,
-                       bandwidth, args.recompute, args.T, args.repeats)
+                       bandwidth, args.recompute, args.T, args.repeats, data_parallel=args.data_parallel)
     if args.output:
         try:
             with open(args.output, "w", encoding="utf-8") as f:

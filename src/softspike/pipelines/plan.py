@@ -67,10 +67,11 @@ class PipelinePlan(Params):
 def structure_problems(plan: PipelinePlan) -> list[str]:
     """What is wrong with the stages themselves: numbering, contiguity, coverage of all blocks."""
     problems: list[str] = []
-    if plan.microbatches > plan.batch_size:
+    parts = plan.microbatches * plan.data_parallel
+    if parts > plan.batch_size:
         problems.append(
-            f"microbatches: {plan.microbatches} micro-batches need a batch of at least as many samples, "
-            f"batch_size is {plan.batch_size}"
+            f"microbatches: {plan.microbatches} micro-batches x {plan.data_parallel} replicas need a batch of "
+            f"at least {parts} samples, batch_size is {plan.batch_size}"
         )
     expected_start = 0
     for pos, stage in enumerate(plan.stages):

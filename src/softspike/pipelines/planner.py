@@ -35,15 +35,18 @@ def device_memory(name: str) -> int | None:
     return None
 
 
-def microbatch_size(batch_size: int, microbatches: int) -> int:
-    if microbatches < 1 or batch_size < 1:
-        raise PlanError(f"batch size ({batch_size}) and micro-batches ({microbatches}) must be >= 1")
-    if batch_size % microbatches:
-        raise PlanError(
-            f"--batch-size {batch_size} does not split into {microbatches} equal micro-batches; "
-            f"use a batch size that is a multiple of {microbatches}"
-        )
-    return batch_size // microbatches
+def microbatch_size(batch_size: int, microbatches: int, data_parallel: int = 1) -> int:
+    """Samples per micro-batch: the global batch shared by the replicas, each split into M parts."""
+    if microbatches < 1 or batch_size < 1 or data_parallel < 1:
+        raise PlanError(f"batch size ({batch_size}), micro-batches ({microbatches}) and replicas "
+                        f"({data_parallel}) must be >= 1")
+    parts = microbatches * data_parallel
+    if batch_size % parts:
+        what = f"{microbatches} equal micro-batches" + (f" on each of {data_parallel} replicas" if data_parallel > 1
+                                                        else "")
+        raise PlanError(f"--batch-size {batch_size} does not split into {what}; "
+                        f"use a batch size that is a multiple of {parts}")
+    return batch_size // parts
 
 
 def make_plan(
@@ -59,10 +62,12 @@ def make_plan(
     T: int | None = None,
     repeats: int = 3,
     profile: Profile | None = None,
+    data_parallel: int = 1,
 ) -> PlanResult:
-    """Profile the spec on the first device at micro-batch size B/M and split it over `devices`."""
+    """Profile the spec on the first device at micro-batch size B/(R·M) and split it over `devices`
+    (one pipeline; with R = `data_parallel` replicas of it, each takes B/R samples per step)."""
     S = len(devices)
-    mb = microbatch_size(batch_size, microbatches)
+    mb = microbatch_size(batch_size, microbatches, data_parallel)
     memory = memory or [device_memory(d) for d in devices]
     speed = speed or [1.0] * S
     if len(memory) != S or len(speed) != S:
@@ -86,7 +91,7 @@ def make_plan(
     plan = PipelinePlan(
         format=PLAN_FORMAT, spec_name=checked.spec.name, spec_sha256=spec_digest(checked), n_blocks=n,
         batch_size=batch_size, microbatches=microbatches, schedule=schedule, T=prof.T, stages=stages,
-        predicted_step_ms=part.step_ms, predicted_bubble=part.bubble,
+        data_parallel=data_parallel, predicted_step_ms=part.step_ms, predicted_bubble=part.bubble,
         predicted_images_per_s=batch_size / (part.step_ms / 1e3) if part.step_ms > 0 else 0.0,
     )
     return PlanResult(plan, prof, list(prof.notes))

@@ -188,7 +188,10 @@ def profile_network(
     seed: int = 0,
     clock: Clock = "wall",
 ) -> Profile:
-    """Measure each top-level block of `net` (built from `spec`) at `batch_size` samples and T steps."""
+    """Measure each top-level block of `net` (built from `spec`) at `batch_size` samples and T steps,
+    on random input in [0, 1). It runs `repeats` + 1 training steps' forward and backward passes on
+    `net` itself, in training mode (batch-norm statistics move; gradients are cleared after): pass
+    a copy to keep a trained network as it is."""
     if batch_size < 1:
         raise PlanError(f"profile: batch_size must be >= 1, got {batch_size}")
     if repeats < 1:
