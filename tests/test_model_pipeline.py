@@ -158,3 +158,19 @@ def test_2020_example_runs_and_trains() -> None:
         assert all(math.isfinite(v) for v in losses) and losses[-1] < losses[0]
     text = (ROOT / "examples" / "softbp_2020_cifar10.py").read_text()
     assert "import softspike.softbp as softbp" in text and "SpikingFlow" not in text.split('"""')[2]
+
+
+def test_a_2020_style_custom_neuron() -> None:
+    class DoubleIF(softbp.neuron.BaseNode):
+        """Written as in 2020: charge self.v, then return self.spiking()."""
+
+        def forward(self, dv: torch.Tensor) -> torch.Tensor:
+            self.v += 2 * dv
+            return self.spiking()
+
+    node = DoubleIF(v_threshold=1.0, v_reset=0.0)
+    x = torch.tensor([0.3, 0.6], requires_grad=True)
+    assert node(x).tolist() == [0.0, 1.0]
+    assert node(x).tolist() == [1.0, 1.0]  # 0.6 + 0.6 crosses; the reset one charges 1.2 again
+    node.reset()
+    assert node.v == 0.0
