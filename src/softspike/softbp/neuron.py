@@ -14,7 +14,7 @@ from typing import Any
 from torch import Tensor
 
 from softspike.core.dynamics import Dynamics
-from softspike.core.neuron import Neuron, ResetGrad, fire_reset, resting
+from softspike.core.neuron import Neuron, ResetGrad, fire_reset, resting, step_parts
 from softspike.core.surrogate import Surrogate
 from softspike.plugins.neurons import IF, LIF, ParametricLIF
 from softspike.softbp import soft_pulse_function
@@ -70,11 +70,11 @@ class BaseNode(Neuron):
     def single_step(self, x: Tensor) -> Tensor:
         if not isinstance(self.monitor, dict) or (isinstance(self.v, Tensor) and self.v.shape != x.shape):
             return super().single_step(x)  # (a mismatched state raises there, with its message)
-        # Monitored: the same step as Neuron.single_step, in pieces, to record H before the reset.
-        v, state = (self.v, self.state) if isinstance(self.v, Tensor) else resting(self.dynamics, self.cfg, x)
-        h = self.dynamics.charge(v, x, state, self.cfg.v_rest)
-        s, self.v = fire_reset(h, self.dynamics.threshold(self.cfg.v_threshold, state), self.cfg)
-        self.state = self.dynamics.update(state, s)
+        # Monitored: the same step as Neuron.single_step, with its intermediates, to record H.
+        state = {**self.state, "v": self.v} if isinstance(self.v, Tensor) else resting(self.dynamics, self.cfg, x)
+        h, _, s, state = step_parts(self.dynamics, self.cfg, x, state)
+        self.v = state.pop("v")
+        self.state = state
         self.monitor["v"].append(h.detach().cpu().numpy())
         self.monitor["s"].append(s.detach().cpu().numpy())
         return s
