@@ -34,7 +34,19 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run saved in --checkpoint DIR")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no line per epoch")
-    p.set_defaults(run=run)
+    add_distributed_options(p)
+    p.set_defaults(run=run, parser=p)
+
+
+def add_distributed_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("several processes (see docs/pipelines.md)")
+    g.add_argument("--pipeline", metavar="PLAN", help="run the stages of a `softspike plan` file, one process each "
+                   "(start the processes with torchrun --nproc-per-node S, or with --nproc)")
+    g.add_argument("--ddp", action="store_true", help="data parallel: one replica per process (with --pipeline: "
+                   "processes / stages replicas of every stage)")
+    g.add_argument("--nproc", type=int, metavar="N", help="start N processes here with torch's elastic launcher; "
+                   "without --pipeline or --ddp, plan N pipeline stages first")
+    g.add_argument("--microbatches", type=int, metavar="M", help="micro-batches when --nproc plans (default N)")
 
 
 def options(args: argparse.Namespace) -> dict[str, Any]:
@@ -51,6 +63,10 @@ def run(args: argparse.Namespace) -> int:
     from softspike.train.loop import fit
 
     checked = load_spec(args.spec)
+    if args.pipeline is not None or args.ddp or args.nproc is not None:
+        from softspike.pipelines.launch import train_command
+
+        return train_command(args, checked, options(args))
     try:
         metrics = fit(checked, options(args), args.logdir, args.checkpoint, args.resume, verbose=not args.quiet)
     except OSError as err:  # an unwritable --logdir or --checkpoint, a full disk
