@@ -77,6 +77,11 @@ class Layout:
         if expect != n_blocks:
             raise LayoutError(f"{where}: the stages cover {expect} blocks, but the spec has {n_blocks} top-level "
                                 "blocks; plan again for this spec")
+        if self.schedule == "interleaved_1f1b":
+            raise LayoutError(
+                f"{where}: schedule interleaved_1f1b needs several stages per process, but a plan places one "
+                "stage per process; use gpipe or 1f1b"
+            )
         if self.microbatches < 1 or self.data_parallel < 1:
             raise LayoutError(f"{where}: microbatches and data_parallel must be >= 1")
         if world_size != self.world_size:
@@ -93,11 +98,6 @@ class Layout:
                 f"--batch-size {batch_size} must split evenly into {self.data_parallel} replicas x "
                 f"{self.microbatches} micro-batches (a multiple of {self.data_parallel * self.microbatches}): "
                 "a pipeline's micro-batches all have one shape"
-            )
-        if self.schedule == "interleaved_1f1b":
-            raise LayoutError(
-                f"{where}: schedule interleaved_1f1b needs several stages per process, but a plan places one "
-                "stage per process; use gpipe or 1f1b"
             )
 
     def place(self, rank: int) -> tuple[int, int]:
@@ -274,6 +274,17 @@ def average_gradients(params: Any, group: Any, replicas: int) -> None:
     for g in grads:
         g.copy_(flat[offset:offset + g.numel()].view_as(g))
         offset += g.numel()
+
+
+def average_buffers(module: nn.Module, group: Any, replicas: int) -> None:
+    """Average floating-point buffers (batch-norm running statistics) over a replica group, so that every
+    replica evaluates with the same statistics (each saw its own share of the batches)."""
+    if replicas == 1:
+        return
+    for b in module.buffers():
+        if b.is_floating_point():
+            dist.all_reduce(b, group=group)
+            b /= replicas
 
 
 def stage_layout(stages: Sequence[tuple[int, int]], schedule: str, microbatches: int, data_parallel: int = 1) -> Layout:

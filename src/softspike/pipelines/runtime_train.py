@@ -30,7 +30,14 @@ from torch.utils.data import DistributedSampler
 from softspike.models.builder import build
 from softspike.models.load import CheckedSpec
 from softspike.pipelines.ddp import DDPRuntime
-from softspike.pipelines.runtime import Layout, LayoutError, PipelineRuntime, StepResult, block_shapes
+from softspike.pipelines.runtime import (
+    Layout,
+    LayoutError,
+    PipelineRuntime,
+    StepResult,
+    average_buffers,
+    block_shapes,
+)
 from softspike.pipelines.runtime_checkpoint import load_distributed, save_distributed
 from softspike.pipelines.runtime_measure import in_flight, measure_stage, peak_memory, tensor_bytes
 from softspike.train.augment import random_shift
@@ -128,6 +135,8 @@ class _Run:
     def evaluate(self, split: ArraySplit) -> dict[str, float]:
         """Loss and accuracy over a whole split, through the same pipeline (padded to its batch shape)."""
         b, r = self.local_batch, self.layout.data_parallel
+        if self.mode == "pipeline":  # DDP itself broadcasts replica 0's buffers at every forward
+            average_buffers(self.engine.module, self.dp_group, r)
         loss = correct = count = 0.0
         for start in range(0, len(split), b * r):
             idx = torch.arange(start + self.replica * b, start + (self.replica + 1) * b)
