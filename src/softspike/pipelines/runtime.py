@@ -173,6 +173,12 @@ class PipelineRuntime:
         from torch.distributed.pipelining import PipelineStage, Schedule1F1B, ScheduleGPipe
         from torch.distributed.pipelining.microbatch import TensorChunkSpec
 
+        if any(True for _ in net.encoder.parameters()):
+            raise LayoutError(
+                f"network {net.name!r}: its encoder has trainable parameters; a pipeline runs the encoder on the "
+                "whole batch before splitting it, outside the stages, so it would not learn. Train it in one "
+                "process or with --ddp"
+            )
         self.layout, self.device, self.loss_kind = layout, device, loss
         self.stage_index, self.replica = layout.place(rank)
         start, stop = layout.stages[self.stage_index]
