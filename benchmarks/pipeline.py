@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import os
 import subprocess
@@ -114,10 +115,10 @@ def single_process(args: argparse.Namespace) -> list[dict[str, Any]]:
     from softspike.pipelines.runtime_measure import measure_stage, tensor_bytes
     from softspike.train.loop import rate_loss
 
-    torch.set_num_threads(2)
     checked = check_spec(bench_spec(args.channels, args.T))
     rows = []
-    for b in args.batches:
+    for b, threads in ((b, t) for b in args.batches for t in (1, 2)):
+        torch.set_num_threads(threads)
         torch.manual_seed(0)
         net = build(checked)
         opt = torch.optim.Adam(net.parameters(), lr=1e-3)
@@ -132,12 +133,13 @@ def single_process(args: argparse.Namespace) -> list[dict[str, Any]]:
         seconds = _step_time(step, args.steps)
         whole = StageBlocks(net.body, 0, len(net.body))
         cost = measure_stage(whole, (args.T, b, *_shapes(checked)[0]), True, torch.device("cpu"))
-        rows.append({"batch": b, "step_s": seconds,
+        rows.append({"batch": b, "threads": threads, "step_s": seconds,
                      "memory_bytes": tensor_bytes(whole, opt) + cost["activation_bytes"]})
     return rows
 
 
-def predictions(args: argparse.Namespace, b: int, m: int, schedule: str) -> list[dict[str, float]] | None:
+@functools.cache
+def predictions(channels: int, T: int, b: int, m: int, schedule: str) -> list[dict[str, float]] | None:
     """The planner's predicted stage times and memory for the split this benchmark uses, if it is there."""
     try:
         from softspike.pipelines.partition import CostTable, Device, stage_cost
@@ -147,7 +149,7 @@ def predictions(args: argparse.Namespace, b: int, m: int, schedule: str) -> list
     from softspike.models.load import check_spec
 
     torch.set_num_threads(1)  # as each pipeline process runs
-    checked = check_spec(bench_spec(args.channels, args.T))
+    checked = check_spec(bench_spec(channels, T))
     table = CostTable.from_profile(profile_spec(checked, b // m, device="cpu", repeats=3))
     split, n = _split(checked), len(checked.spec.layers)
     devices = [Device("cpu"), Device("cpu")]
@@ -185,23 +187,24 @@ def report(args: argparse.Namespace, pipe: list[dict[str, Any]], one: list[dict[
     spec = bench_spec(args.channels, args.T)
     print(f"### {spec['name']} (cifar10_conv with {args.channels} channels, T={args.T}), 2 stages on 2 processes "
           "vs one process, images/s (Adam step included)\n")
-    print("| batch | one process (2 threads) | " + " | ".join(f"pipeline M={m}" for m in args.micro) + " |")
-    print("|---|---|" + "---|" * len(args.micro))
+    print("| batch | one process, 1 thread | one process, 2 threads | "
+          + " | ".join(f"pipeline M={m}" for m in args.micro) + " |")
+    print("|---|---|---|" + "---|" * len(args.micro))
     table: dict[str, Any] = {"spec": spec["name"], "channels": args.channels, "T": args.T, "rows": []}
-    for single in one:
-        b = single["batch"]
+    for b in args.batches:
         cells = []
         for m in args.micro:
             steps = [r["step_s"] for r in pipe if r["batch"] == b and r["microbatches"] == m]
             cells.append(f"{b / max(steps):.1f}" if steps else "-")
-        print(f"| {b} | {b / single['step_s']:.1f} | " + " | ".join(cells) + " |")
+        singles = [f"{b / s['step_s']:.1f}" for s in one if s["batch"] == b]
+        print(f"| {b} | " + " | ".join(singles + cells) + " |")
     print("\n### Per stage: predicted vs measured fwd+bwd per micro-batch, memory vs one process\n")
     print("| batch | M | stage | predicted ms | measured ms | predicted memory | measured memory "
           "| one process memory |")
     print("|---|---|---|---|---|---|---|---|")
     for r in sorted(pipe, key=lambda r: (r["batch"], r["microbatches"], r["stage"])):
-        pred = predictions(args, r["batch"], r["microbatches"], r["schedule"])
-        single = next(s for s in one if s["batch"] == r["batch"])
+        pred = predictions(args.channels, args.T, r["batch"], r["microbatches"], r["schedule"])
+        single = next(s for s in one if s["batch"] == r["batch"] and s["threads"] == 1)
         pt = f"{pred[r['stage']]['time_ms']:.1f}" if pred else "-"
         pm = f"{pred[r['stage']]['memory_bytes'] / 2**20:.1f} MiB" if pred else "-"
         if pred:

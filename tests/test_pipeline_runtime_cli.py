@@ -149,3 +149,21 @@ def test_kill_one_rank_then_resume_reaches_the_weights_of_one_process(files: Pat
     assert [s["stage"] for s in stages] == [0, 1]
     assert all(s["measured_time_ms"] > 0 and s["predicted_time_ms"] == 1.0 for s in stages)
     assert len(list(logdir.glob("events.out.tfevents.*"))) == 1  # TensorBoard written by one rank
+
+
+def test_evaluate_reads_a_pipeline_checkpoint(files: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`softspike evaluate` merges the stages' files of the last complete set into one network."""
+    from softspike.pipelines.runtime_checkpoint import MARKER
+
+    opts = {"dataset": f"npz:{files / 'd.npz'}", "epochs": 1, "batch_size": 16, "progress": False}
+    metrics = fit(check_spec(SPEC), opts, checkpoint_dir=files / "one", verbose=False)
+    whole = torch.load(files / "one" / "last.pt", weights_only=True)
+    step = files / "ck" / "step-00000008"  # the stage files a 2-stage run writes: the network cut at block 4
+    step.mkdir(parents=True)
+    for stage, (a, b) in enumerate([(0, 4), (4, 8)]):
+        part = {k: v for k, v in whole["model"].items() if a <= int(k.split(".")[1]) < b}
+        torch.save({**whole, "model": part}, step / f"stage{stage}-replica0.pt")
+    (files / "ck" / MARKER).write_text(json.dumps({"step_dir": step.name, "stages": [[0, 4], [4, 8]]}))
+    assert main(["evaluate", str(files / "spec.json"), "--checkpoint", str(files / "ck"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["accuracy"] == metrics["final"]["test_accuracy"]

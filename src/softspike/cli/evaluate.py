@@ -34,9 +34,13 @@ def run(args: argparse.Namespace) -> int:
 
     checked = load_spec(args.spec)
     path = Path(args.checkpoint)
-    if path.is_dir():
-        path = path / CHECKPOINT_FILE
-    state = load_checkpoint(path)
+    if (path / "distributed.json").is_file():  # written by --pipeline / --ddp: one file per process
+        from softspike.pipelines.runtime_checkpoint import merged_checkpoint
+
+        state = merged_checkpoint(path)
+    else:
+        path = path / CHECKPOINT_FILE if path.is_dir() else path
+        state = load_checkpoint(path)
     check_same_spec(state, checked, path)
     trained = make_config({}, json.loads(state["config"]))
     dataset = args.dataset or trained.dataset

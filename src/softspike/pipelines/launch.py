@@ -33,6 +33,8 @@ def train_command(args: argparse.Namespace, checked: CheckedSpec, options: dict[
         layout, predictions, plan_batch = plan_layout(args.pipeline, checked, world, args.ddp)
         if options.get("batch_size") is None and not args.resume:
             options = {**options, "batch_size": plan_batch}
+        if options.get("device") is None and str(predictions[0]["device"]).startswith("cuda"):
+            options = {**options, "device": "cuda"}  # a plan made for GPUs runs on GPUs unless told otherwise
         mode = "pipeline"
     else:
         layout, mode = Layout(((0, n_blocks),), "gpipe", 1, world), "ddp"

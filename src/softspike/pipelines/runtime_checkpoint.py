@@ -66,3 +66,18 @@ def load_distributed(folder: Path, layout: Layout, mode: str, stage: int, replic
             "--pipeline plan (and --ddp / process count), or use another --checkpoint directory"
         )
     return load_checkpoint(step_dir / _file_name(stage, replica))
+
+
+def merged_checkpoint(folder: Path) -> dict[str, Any]:
+    """The last complete multi-process checkpoint of `folder` as one network's checkpoint (replica 0 of every
+    stage; their keys are already the whole network's), e.g. for `softspike evaluate`."""
+    marker_path = folder / MARKER
+    try:
+        marker = json.loads(marker_path.read_text())
+        step_dir, n_stages = folder / str(marker["step_dir"]), len(marker["stages"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{marker_path}: unreadable ({err})") from None
+    parts = [load_checkpoint(step_dir / _file_name(stage, 0)) for stage in range(n_stages)]
+    merged = dict(parts[-1])  # the last stage's log is the one that saw the loss
+    merged["model"] = {k: v for part in parts for k, v in part["model"].items()}
+    return merged
