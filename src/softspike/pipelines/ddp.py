@@ -30,7 +30,8 @@ class DDPRuntime:
                  local_batch: int) -> None:
         self.replica, self.device, self.loss_kind, self.local_batch = replica, device, loss, local_batch
         self.module = StageBlocks(net.body, 0, len(net.body)).to(device)
-        self.encoder, self.T, self.scale, self.check_input = net.encoder, net.T, net.readout_scale, net.check_input
+        self.encoder, self.T, self.scale, self.check_input = net.encoder.to(device), net.T, net.readout_scale, \
+            net.check_input
         ids = [device.index] if device.type == "cuda" else None
         self.ddp = DistributedDataParallel(self.module, device_ids=ids, process_group=dp_group)
 

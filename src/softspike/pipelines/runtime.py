@@ -186,7 +186,7 @@ class PipelineRuntime:
         self.module = StageBlocks(net.body, start, stop, recompute).to(device)
         self.n_stages = len(layout.stages)
         self.is_first, self.is_last = self.stage_index == 0, self.stage_index == self.n_stages - 1
-        self.encoder, self.T, self.scale = net.encoder, net.T, net.readout_scale
+        self.encoder, self.T, self.scale = net.encoder.to(device), net.T, net.readout_scale
         self.check_input = net.check_input
         self.dp_group = dp_group
         self.local_batch = local_batch

@@ -212,6 +212,8 @@ def train_distributed(checked: CheckedSpec, options: dict[str, Any], layout: Lay
     device = _device(cfg, local_rank)
     data = prepare_data(cfg, checked)
     timeout = datetime.timedelta(seconds=float(os.environ.get(TIMEOUT_ENV, "600")))
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # before NCCL: each process binds to its own GPU
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timeout)
     try:
         return _train(checked, cfg, layout, mode, rank, device, data, logdir, folder, stored, verbose, predictions)
