@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install test lint pytest demo bench bench-accuracy clean
+.PHONY: install test lint pytest demo bench bench-accuracy bench-pipeline clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -34,6 +34,10 @@ bench-accuracy: $(STAMP)
 bench: $(STAMP)
 	VENV=$(VENV) sh benchmarks/setup_env.sh
 	.benchenv/bin/python benchmarks/run_all.py $(BENCH_ARGS)
+
+# Pipelined training (2 processes) against one process, images/s and memory per stage (docs/benchmarks.md).
+bench-pipeline: $(STAMP)
+	$(PY) benchmarks/pipeline.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from softspike.cli.options import device_option, float_option, int_option
+from softspike.cli.options import count_option, device_option, float_option, int_option
 from softspike.cli.validate import add_limit_options, check_limit
 from softspike.core.errors import SoftspikeError
 from softspike.train.config import TrainConfig
@@ -41,7 +41,21 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no line per epoch")
     add_limit_options(p, batch_size=False)
-    p.set_defaults(run=run)
+    add_distributed_options(p)
+    p.set_defaults(run=run, parser=p)
+
+
+def add_distributed_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("several processes (see docs/pipelines.md)")
+    g.add_argument("--pipeline", metavar="PLAN", help="run the stages of a `softspike plan` file, one process each "
+                   "(start the processes with torchrun --nproc-per-node S, or with --nproc)")
+    g.add_argument("--ddp", action="store_true", help="data parallel: one replica per process (with --pipeline: "
+                   "processes / stages replicas of every stage)")
+    g.add_argument("--nproc", type=count_option(1, 1024), metavar="N",
+                   help="start N processes here with torch's elastic launcher; "
+                   "without --pipeline or --ddp, plan N pipeline stages first")
+    g.add_argument("--microbatches", type=count_option(1, 1 << 20), metavar="M",
+                   help="micro-batches when --nproc plans (default N)")
 
 
 def options(args: argparse.Namespace) -> dict[str, Any]:
@@ -59,6 +73,10 @@ def run(args: argparse.Namespace) -> int:
 
     checked = load_spec(args.spec)
     check_limit(checked, args.batch_size or TrainConfig().batch_size, args.max_memory, args.device or "cpu")
+    if args.pipeline is not None or args.ddp or args.nproc is not None:
+        from softspike.pipelines.launch import train_command
+
+        return train_command(args, checked, options(args))
     try:
         metrics = fit(checked, options(args), args.logdir, args.checkpoint, args.resume, verbose=not args.quiet,
                       overwrite=args.overwrite)

@@ -43,11 +43,19 @@ from softspike.train.rundir import claim_checkpoint_dir
 from softspike.train.trained import spec_difference
 
 
-def readout_loss(net: SpikingNetwork, rates: Tensor, y: Tensor, loss: str) -> Tensor:
-    """cross_entropy on rates × the readout scale (scale 1: the 2020 loss), or mse of rates to one-hot."""
+def rate_loss(rates: Tensor, y: Tensor, loss: str, scale: float = 1.0, reduction: str = "mean") -> Tensor:
+    """cross_entropy on rates × `scale` (scale 1: the 2020 loss), or mse of rates to one-hot.
+
+    `reduction="sum"` sums over samples (and, for mse, classes): pipelines and data parallel divide
+    that sum by the whole batch themselves, so that any split of the batch gives the same gradient."""
     if loss == "mse":
-        return F.mse_loss(rates, F.one_hot(y, rates.shape[1]).to(rates.dtype))
-    return F.cross_entropy(rates * net.readout_scale, y)
+        return F.mse_loss(rates, F.one_hot(y, rates.shape[1]).to(rates.dtype), reduction=reduction)
+    return F.cross_entropy(rates * scale, y, reduction=reduction)
+
+
+def readout_loss(net: SpikingNetwork, rates: Tensor, y: Tensor, loss: str) -> Tensor:
+    """The mean loss of a batch on the network's readout (see `rate_loss`)."""
+    return rate_loss(rates, y, loss, net.readout_scale)
 
 
 @torch.no_grad()
@@ -74,25 +82,26 @@ def epoch_order(seed: int, epoch: int, n: int) -> Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
 
 
-def _optimizer(net: SpikingNetwork, cfg: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(net: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
     return torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
+def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig,
+                   steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
     total = max(cfg.epochs * steps_per_epoch, 1)
     if cfg.schedule == "cosine":
         return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, total) / total)))
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
 
 
-def _spec_text(checked: CheckedSpec) -> str:
+def spec_text(checked: CheckedSpec) -> str:
     return json.dumps(checked.to_json(), sort_keys=True)
 
 
 def check_same_spec(state: dict[str, Any], checked: CheckedSpec, path: Path) -> None:
-    if state.get("spec") != _spec_text(checked):
+    if state.get("spec") != spec_text(checked):
         stored = json.loads(state.get("spec") or "{}")
         diff = "; ".join(spec_difference(stored, checked.to_json())[:3])
         raise CheckpointError(
@@ -133,7 +142,7 @@ def fit(checked: CheckedSpec, options: dict[str, Any] | TrainConfig, logdir: str
     if resume and ckpt_path is None:
         raise CheckpointError("--resume needs --checkpoint DIR, the directory of the run to continue")
     # Locked, writable, cleaned and not another spec's before any work; released when training ends.
-    claim = (claim_checkpoint_dir(ckpt_path.parent, CHECKPOINT_FILE, _spec_text(checked), resume, overwrite)
+    claim = (claim_checkpoint_dir(ckpt_path.parent, CHECKPOINT_FILE, spec_text(checked), resume, overwrite)
              if ckpt_path is not None else contextlib.nullcontext())
     if resume and ckpt_path is not None:
         stored = validate_checkpoint(load_checkpoint(ckpt_path), ckpt_path, resume=True)
@@ -146,9 +155,9 @@ def fit(checked: CheckedSpec, options: dict[str, Any] | TrainConfig, logdir: str
     device = resolve_device(cfg.device)
     data = prepare_data(cfg, checked)
     net = build(checked).to(device)
-    opt = _optimizer(net, cfg)
+    opt = make_optimizer(net, cfg)
     steps_per_epoch = math.ceil(len(data.train) / cfg.batch_size)
-    sched = _scheduler(opt, cfg, steps_per_epoch)
+    sched = make_scheduler(opt, cfg, steps_per_epoch)
     log = TrainLog.start()
     if stored is not None and ckpt_path is not None:
         log = restore_run(ckpt_path, stored, net, opt, sched)
@@ -156,7 +165,7 @@ def fit(checked: CheckedSpec, options: dict[str, Any] | TrainConfig, logdir: str
     def save(epoch: int, step: int) -> None:
         if ckpt_path is not None:
             save_checkpoint(ckpt_path, {
-                "spec": _spec_text(checked), "config": json.dumps(cfg.model_dump()), "model": net.state_dict(),
+                "spec": spec_text(checked), "config": json.dumps(cfg.model_dump()), "model": net.state_dict(),
                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": rng_states(),
                 "log": log.state(epoch, step),
             })
