@@ -24,7 +24,7 @@ pytest: $(STAMP)
 test: lint pytest
 
 demo: $(STAMP)
-	$(PY) -m softspike.demo
+	$(PY) -m softspike.demo $(DEMO_ARGS)
 
 # Long training: MNIST accuracy of the zoo's mnist_fc (see docs/benchmarks.md); takes several minutes.
 bench-accuracy: $(STAMP)

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from softspike.core.errors import SoftspikeError
 
-NAMES = ("mnist", "fashion_mnist", "cifar10", "npz:PATH")
+NAMES = ("mnist", "mnist_mini", "fashion_mnist", "cifar10", "npz:PATH", "tonic:NAME")
 CIFAR_DIR = "cifar-10-batches-py"
 CIFAR_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
 CIFAR_TEST = "test_batch"
@@ -183,9 +183,21 @@ def _load_npz(path: Path) -> Dataset:
     return Dataset(where, train, test)
 
 
+def _load_mnist_mini() -> Dataset:
+    from softspike.data import mnist_mini_arrays  # 10,000 + 2,000 MNIST images shipped in the package
+
+    a = mnist_mini_arrays()
+    split = {s: ArraySplit(torch.from_numpy(a[f"x_{s}"]).unsqueeze(1), torch.from_numpy(a[f"y_{s}"]).long())
+             for s in ("train", "test")}
+    return Dataset("mnist_mini", split["train"], split["test"])
+
+
 def load_dataset(name: str, root: str | Path = "data", download: bool = False) -> Dataset:
-    """Load `mnist`, `fashion_mnist`, `cifar10` (from `root`) or `npz:PATH` into memory."""
+    """Load `mnist`, `fashion_mnist`, `cifar10` (from `root`), `mnist_mini` (embedded), `npz:PATH`
+    or `tonic:NAME` (event-camera and audio spike data through tonic, framed and cached in `root`)."""
     root = Path(root)
+    if name == "mnist_mini":
+        return _load_mnist_mini()
     if name.startswith("npz:"):
         return _load_npz(Path(name[4:]))
     if name in ("mnist", "fashion_mnist"):
