@@ -6,6 +6,8 @@ PYTEST_ARGS ?=
 
 .PHONY: install test lint pytest demo bench bench-accuracy clean
 
+# The environment pins exact versions for reproducible runs (pyproject.toml declares the supported
+# range); '.[dev]' brings every extra (train, data, plot, nir) and the test and lint tools CI needs.
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
+from softspike.core.extras import require
 from softspike.data import MNIST_MINI, TEST_STRIDE, TRAIN_STRIDE
 
 
 def build(root: Path, out: Path, download: bool = False) -> Path:
     """Write the subset of the MNIST found in `root` to `out` (compressed npz, uint8)."""
-    import torchvision
-
+    torchvision = require("torchvision", "train", "reading MNIST")
     arrays: dict[str, np.ndarray] = {}
     for split, train, stride in (("train", True, TRAIN_STRIDE), ("test", False, TEST_STRIDE)):
         ds = torchvision.datasets.MNIST(str(root), train=train, download=download)

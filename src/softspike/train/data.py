@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from softspike.core.errors import SoftspikeError
+from softspike.core.extras import require
 
 NAMES = ("mnist", "mnist_mini", "fashion_mnist", "cifar10", "npz:PATH", "tonic:NAME")
 CIFAR_DIR = "cifar-10-batches-py"
@@ -75,8 +76,7 @@ def _torchvision_split(cls: Any, root: Path, train: bool, download: bool) -> Arr
 
 
 def _load_mnist_like(name: str, root: Path, download: bool) -> Dataset:
-    import torchvision
-
+    torchvision = require("torchvision", "train", f"reading {name}")
     cls = {"mnist": torchvision.datasets.MNIST, "fashion_mnist": torchvision.datasets.FashionMNIST}[name]
     folder = root / cls.__name__ / "raw"
     files = ", ".join(Path(url).name.removesuffix(".gz") for url, _ in cls.resources)
@@ -115,8 +115,7 @@ def _load_cifar10(root: Path, download: bool) -> Dataset:
     folder = root / CIFAR_DIR
     wanted = [*CIFAR_TRAIN, CIFAR_TEST]
     if download and not all((folder / n).is_file() for n in wanted):
-        import torchvision
-
+        torchvision = require("torchvision", "train", "downloading CIFAR-10")
         try:
             torchvision.datasets.CIFAR10(str(root), train=True, download=True)
         except (RuntimeError, OSError) as err:
