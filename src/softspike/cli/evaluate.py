@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     check_same_spec(state, checked, path)
     trained = make_config({}, json.loads(state["config"]))
     dataset = args.dataset or trained.dataset
-    data = load_dataset(dataset, args.data_root or trained.data_root, args.download)
+    data = load_dataset(dataset, args.data_root or trained.data_root, args.download, checked.spec.T)
     data.check_fits(checked.spec.input_shape, checked.num_classes, checked.spec.name)
     device = resolve_device(args.device)
     torch.manual_seed(args.seed)

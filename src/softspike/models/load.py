@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from softspike.models.errors import SpecError, problems_from
 from softspike.models.shapes import LayerShape, Shape, ShapeProblem, infer_shapes
-from softspike.models.spec import language
+from softspike.models.spec import language, step_shape
 
 ZOO_PACKAGE = "softspike.models.zoo"
 
@@ -83,7 +83,7 @@ def check_spec(data: Any, source: str = "<spec>") -> CheckedSpec:
     except RecursionError:
         raise SpecError(source, ["layers: residual blocks nested too deeply"]) from None
     try:
-        shapes, out = infer_shapes(spec.input_shape, spec.layers)  # type: ignore[attr-defined]
+        shapes, out = infer_shapes(step_shape(spec), spec.layers)  # type: ignore[attr-defined]
     except ShapeProblem as err:
         raise SpecError(source, [f"{err.path}: {err.reason}"]) from None
     if len(out) != 1:

@@ -140,10 +140,10 @@ def _npz_array(arrays: Any, key: str, where: str) -> np.ndarray:
 
 def _npz_split(arrays: Any, split: str, where: str) -> ArraySplit:
     x, y = _npz_array(arrays, f"x_{split}", where), _npz_array(arrays, f"y_{split}", where)
-    if x.ndim not in (2, 3, 4):
+    if x.ndim not in (2, 3, 4, 5):
         raise DatasetError(
             f"{where}: x_{split} has shape {list(x.shape)}; expected images [N, H, W] or [N, C, H, W] "
-            "(or flat features [N, F])"
+            "(or flat features [N, F], or frames with a time axis [N, T, C, H, W] for the frames encoder)"
         )
     if x.dtype != np.uint8 and not np.issubdtype(x.dtype, np.floating):
         raise DatasetError(f"{where}: x_{split} has dtype {x.dtype}; give uint8 (0-255) or floats")
@@ -191,10 +191,14 @@ def _load_mnist_mini() -> Dataset:
     return Dataset("mnist_mini", split["train"], split["test"])
 
 
-def load_dataset(name: str, root: str | Path = "data", download: bool = False) -> Dataset:
+def load_dataset(name: str, root: str | Path = "data", download: bool = False, T: int | None = None) -> Dataset:
     """Load `mnist`, `fashion_mnist`, `cifar10` (from `root`), `mnist_mini` (embedded), `npz:PATH`
-    or `tonic:NAME` (event-camera and audio spike data through tonic, framed and cached in `root`)."""
+    or `tonic:NAME` (event-camera and audio spike data through tonic, framed into T steps, cached in `root`)."""
     root = Path(root)
+    if name.startswith("tonic:"):
+        from softspike.train.tonic_data import load_tonic  # imports this module
+
+        return load_tonic(name, root, download, T)
     if name == "mnist_mini":
         return _load_mnist_mini()
     if name.startswith("npz:"):

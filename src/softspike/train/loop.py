@@ -97,7 +97,7 @@ def check_same_spec(state: dict[str, Any], checked: CheckedSpec, path: Path) -> 
 
 
 def prepare_data(cfg: TrainConfig, checked: CheckedSpec) -> Dataset:
-    data = load_dataset(cfg.dataset, cfg.data_root, cfg.download)
+    data = load_dataset(cfg.dataset, cfg.data_root, cfg.download, checked.spec.T)
     if cfg.train_subset:
         keep = slice(0, cfg.train_subset)
         data = Dataset(data.name, ArraySplit(data.train.x[keep], data.train.y[keep]), data.test)
