@@ -4,6 +4,7 @@ silent or saturated layers are warned about once, by spec path."""
 from __future__ import annotations
 
 import copy
+import json
 import warnings
 from pathlib import Path
 from typing import Any
@@ -98,3 +99,17 @@ def test_a_healthy_run_warns_nothing() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error", LayerActivityWarning)
         fit(spec(), OPTS, verbose=False)
+
+
+def test_the_cli_prints_a_layer_warning_as_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from softspike.cli import main
+
+    path = tmp_path / "silent.json"
+    path.write_text(json.dumps({**BASE, "layers": [*BASE["layers"][:2], {**BASE["layers"][2], "v_threshold": 1e6},
+                                                   *BASE["layers"][3:]]}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        assert main(["train", str(path), "--dataset", "mnist_mini", "--train-subset", "64", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "softspike train: warning: layers[2] was silent: no neuron spiked" in err
+    assert "health.end_epoch" not in err  # no source excerpt

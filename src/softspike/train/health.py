@@ -20,9 +20,12 @@ or (re-running the batch) whose output is non-finite.
 from __future__ import annotations
 
 import math
+import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import torch
 from torch import Tensor, nn
@@ -172,4 +175,21 @@ class TrainingHealth:
                           LayerActivityWarning, stacklevel=2)
 
 
-__all__ = ["CHECK_EVERY", "LayerActivityWarning", "TrainingDiverged", "TrainingHealth"]
+@contextmanager
+def plain_warnings(prog: str) -> Iterator[None]:
+    """Within the block, show LayerActivityWarning as `PROG: warning: message` on stderr (command lines)."""
+    with warnings.catch_warnings():  # restores warnings.showwarning on exit
+        shown = warnings.showwarning
+
+        def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                 file: TextIO | None = None, line: str | None = None) -> None:
+            if issubclass(category, LayerActivityWarning):
+                print(f"{prog}: warning: {message}", file=sys.stderr)
+            else:
+                shown(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        yield
+
+
+__all__ = ["CHECK_EVERY", "LayerActivityWarning", "TrainingDiverged", "TrainingHealth", "plain_warnings"]
