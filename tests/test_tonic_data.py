@@ -170,3 +170,14 @@ def test_npz_frames_with_a_time_axis_train(tmp_path: Path) -> None:
     metrics = fit(checked, {"dataset": f"npz:{path}", "epochs": 1, "batch_size": 8, "progress": False},
                   verbose=False)
     assert metrics["final"]["epoch"] == 1
+
+
+def test_frames_shift_together() -> None:
+    from softspike.train.augment import random_shift
+
+    x = torch.zeros(4, 3, 2, 9, 9)
+    x[:, :, :, 4, 4] = 1.0
+    moved = random_shift(x, 2)
+    assert moved.shape == x.shape and moved.sum() == x.sum()
+    where = moved.nonzero()[:, [0, 3, 4]].unique(dim=0)  # one (row, column) per sample, for every step and polarity
+    assert len(where) == 4 and where[:, 0].tolist() == [0, 1, 2, 3]
