@@ -6,6 +6,8 @@ PYTEST_ARGS ?=
 
 .PHONY: install test lint pytest demo bench bench-accuracy bench-pipeline clean
 
+# The environment pins exact versions for reproducible runs (pyproject.toml declares the supported
+# range); '.[dev]' brings every extra (train, data, plot, nir) and the test and lint tools CI needs.
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
@@ -24,7 +26,7 @@ pytest: $(STAMP)
 test: lint pytest
 
 demo: $(STAMP)
-	$(PY) -m softspike.demo
+	$(PY) -m softspike.demo $(DEMO_ARGS)
 
 # Long training: MNIST accuracy of the zoo's mnist_fc (see docs/benchmarks.md); takes several minutes.
 bench-accuracy: $(STAMP)

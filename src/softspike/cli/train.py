@@ -15,7 +15,8 @@ def add_parser(sub: Any) -> None:
     d = TrainConfig()
     p = sub.add_parser("train", help="train a network spec on a dataset")
     p.add_argument("spec", metavar="SPEC", help="a spec file, or the name of a zoo spec (e.g. mnist_fc)")
-    p.add_argument("--dataset", help=f"mnist, fashion_mnist, cifar10 or npz:PATH (default {d.dataset})")
+    p.add_argument("--dataset", help="mnist, mnist_mini (embedded subset), fashion_mnist, cifar10, npz:PATH or "
+                   f"tonic:NMNIST|DVSGesture|SHD[,options] (default {d.dataset})")
     p.add_argument("--data-root", metavar="DIR", help=f"where datasets live (default {d.data_root})")
     p.add_argument("--download", action="store_true", default=None, help="fetch the dataset if it is missing")
     p.add_argument("--epochs", type=int_option("epochs"), help=f"total epochs (default {d.epochs})")
@@ -69,6 +70,7 @@ def options(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from softspike.models.load import load_spec
+    from softspike.train.health import plain_warnings
     from softspike.train.loop import fit
 
     checked = load_spec(args.spec)
@@ -78,8 +80,9 @@ def run(args: argparse.Namespace) -> int:
 
         return train_command(args, checked, options(args))
     try:
-        metrics = fit(checked, options(args), args.logdir, args.checkpoint, args.resume, verbose=not args.quiet,
-                      overwrite=args.overwrite)
+        with plain_warnings("softspike train"):  # layer warnings as one line, not a source excerpt
+            metrics = fit(checked, options(args), args.logdir, args.checkpoint, args.resume, verbose=not args.quiet,
+                          overwrite=args.overwrite)
     except OSError as err:  # an unwritable --logdir or --checkpoint, a full disk
         raise SoftspikeError(f"{err.filename or 'file system'}: {err.strerror or err}") from None
     final = metrics["final"]

@@ -28,6 +28,7 @@ def softspike_register(registry: Registrar) -> None:
     registry.encoders.add("constant", encoders.ConstantEncoder)
     registry.encoders.add("latency", encoders.LatencyEncoder)
     registry.encoders.add("delta", encoders.DeltaEncoder)
+    registry.encoders.add("frames", encoders.FramesEncoder)
 
     for name, layer in BUILTIN_LAYERS.items():
         registry.layers.add(name, layer)

@@ -37,6 +37,7 @@ from softspike.train.checkpoint import (
 )
 from softspike.train.config import TrainConfig, check_device, make_config
 from softspike.train.data import ArraySplit, Dataset, DatasetError, load_dataset
+from softspike.train.health import TrainingHealth
 from softspike.train.monitor import FiringRates
 from softspike.train.progress import Progress, TrainLog
 from softspike.train.rundir import claim_checkpoint_dir
@@ -111,7 +112,7 @@ def check_same_spec(state: dict[str, Any], checked: CheckedSpec, path: Path) -> 
 
 
 def prepare_data(cfg: TrainConfig, checked: CheckedSpec) -> Dataset:
-    data = load_dataset(cfg.dataset, cfg.data_root, cfg.download)
+    data = load_dataset(cfg.dataset, cfg.data_root, cfg.download, checked.spec.T)
     if cfg.train_subset:
         keep = slice(0, cfg.train_subset)
         data = Dataset(data.name, ArraySplit(data.train.x[keep], data.train.y[keep]), data.test)
@@ -162,7 +163,10 @@ def fit(checked: CheckedSpec, options: dict[str, Any] | TrainConfig, logdir: str
     if stored is not None and ckpt_path is not None:
         log = restore_run(ckpt_path, stored, net, opt, sched)
 
+    health = TrainingHealth(net, steps_per_epoch, ckpt_path)
+
     def save(epoch: int, step: int) -> None:
+        health.before_save(epoch, step)  # raises rather than save NaN weights
         if ckpt_path is not None:
             save_checkpoint(ckpt_path, {
                 "spec": spec_text(checked), "config": json.dumps(cfg.model_dump()), "model": net.state_dict(),
@@ -185,6 +189,7 @@ def fit(checked: CheckedSpec, options: dict[str, Any] | TrainConfig, logdir: str
                 with compact_saved_spikes():  # saved spike tensors kept as bits until backward
                     rates = net.spikes(x).mean(0)
                     loss = readout_loss(net, rates, y, loss_kind)
+                health.step(loss, epoch, step, x)  # a non-finite loss or weight stops the run here
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -197,6 +202,7 @@ def fit(checked: CheckedSpec, options: dict[str, Any] | TrainConfig, logdir: str
             test = evaluate(net, data.test, cfg.test_batch_size, device, cfg.loss)
             record = log.end_epoch(epoch, test, monitor.rates(), opt.param_groups[0]["lr"])
             monitor.reset()
+            health.end_epoch(record)  # warns about silent or saturated layers
             progress.epoch(record)
             save(epoch + 1, 0)
     progress.close()
