@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install test lint pytest demo bench bench-accuracy clean
+.PHONY: install test lint pytest demo bench bench-accuracy interop clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -33,7 +33,13 @@ bench-accuracy: $(STAMP)
 # Speed and memory against the peers (not a test): .benchenv sees .venv's torch, peers go in --no-deps.
 bench: $(STAMP)
 	VENV=$(VENV) sh benchmarks/setup_env.sh
+	.benchenv/bin/python -m pytest -q -rs tests/test_nir_norse.py
 	.benchenv/bin/python benchmarks/run_all.py $(BENCH_ARGS)
+
+# NIR against a real peer: Norse's graphs in softspike and softspike's in Norse (same .benchenv as bench).
+interop: $(STAMP)
+	VENV=$(VENV) sh benchmarks/setup_env.sh
+	.benchenv/bin/python -m pytest -q -rs tests/test_nir.py tests/test_nir_norse.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
