@@ -27,6 +27,15 @@ def _run_norse(module: Any, x_seq: torch.Tensor) -> torch.Tensor:
     return torch.stack(out)
 
 
+def _same_spikes_as_norse(norse_net: Any, imported: Any, features: int, seed: int) -> None:
+    x = torch.rand(T, B, features, generator=torch.Generator().manual_seed(seed))
+    want = _run_norse(norse_net, x)
+    with torch.no_grad():
+        got = imported.network.body(x)
+    assert 0.05 < float(want.mean()) < 0.95  # a silent network would pass vacuously
+    assert torch.equal(got, want)
+
+
 def _import_dt(written_tau: Any, tau_mem_inv: float, norse_dt: float) -> float:
     """The dt that gives softspike the time constant Norse simulates.
 
@@ -51,12 +60,7 @@ def test_a_graph_norse_writes_gives_norses_spikes_in_softspike() -> None:
     imported = import_nir(graph, dt=_import_dt(lif.tau, 250.0, 1e-3), T=T)
     assert [layer["type"] for layer in imported.spec["layers"]] == ["linear", "neuron", "linear", "neuron"]
     assert imported.spec["layers"][1]["neuron"]["tau"] == pytest.approx(4.0)
-    x = torch.rand(T, B, 6, generator=torch.Generator().manual_seed(1))
-    want = _run_norse(net, x)
-    with torch.no_grad():
-        got = imported.network.body(x)
-    assert 0.05 < float(want.mean()) < 0.95
-    assert torch.equal(got, want)
+    _same_spikes_as_norse(net, imported, 6, seed=1)
 
 
 def test_a_softspike_export_gives_the_same_spikes_in_norse() -> None:
@@ -99,9 +103,4 @@ def test_a_norse_current_based_lif_runs_in_softspike() -> None:
     neuron = imported.spec["layers"][1]["neuron"]
     assert neuron["type"] == "cuba_lif" and neuron["tau_mem"] == pytest.approx(5.0)
     assert neuron["tau_syn"] == pytest.approx(2.0)
-    x = torch.rand(T, B, 5, generator=torch.Generator().manual_seed(5))
-    want = _run_norse(net, x)
-    with torch.no_grad():
-        got = imported.network.body(x)
-    assert 0.05 < float(want.mean()) < 0.95
-    assert torch.equal(got, want)
+    _same_spikes_as_norse(net, imported, 5, seed=5)
