@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from softspike.core.errors import SoftspikeError
 
 #: Subcommand modules, in the order `softspike --help` lists them.
-COMMANDS = ("info", "plugins", "validate", "schema", "summary", "train", "evaluate", "nir")
+COMMANDS = ("info", "plugins", "validate", "schema", "summary", "train", "evaluate", "plot", "nir")
 
 
 def build_parser() -> argparse.ArgumentParser:
