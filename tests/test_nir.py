@@ -134,9 +134,13 @@ def test_export_names_the_layer_without_a_nir_node(change: dict[str, Any], messa
         export_nir(spec)
 
 
-def test_export_refuses_max_pooling_and_batch_norm_by_path() -> None:
+def test_export_refuses_batch_norm_and_residual_blocks_by_path() -> None:
     with pytest.raises(NIRError, match=r"layers\[1\]: layer type 'batchnorm2d' has no NIR node"):
         export_nir("mnist_conv")
+    spec = json.loads(json.dumps(CONV_SPEC))
+    spec["layers"].insert(2, {"type": "residual", "layers": [{"type": "conv2d", "out_channels": 4, "kernel_size": 1}]})
+    with pytest.raises(NIRError, match=r"layers\[2\]: layer type 'residual' has no NIR node \(NIR export takes"):
+        export_nir(spec)
 
 
 def _graph(*nodes: Any) -> Any:
@@ -182,5 +186,10 @@ def test_cli_export_then_import(tmp_path: Any, capsys: Any) -> None:
     original = build(load_spec("mnist_fc"))
     assert all(torch.equal(state["model"][k], v) for k, v in original.state_dict().items())
     assert checked.spec.readout.scale == 8.0 and checked.spec.encoder.type == "poisson"
+    rng = np.random.default_rng(0)  # the weights file is a checkpoint that `softspike evaluate` reads
+    np.savez(tmp_path / "d.npz", x_train=rng.random((4, 1, 28, 28)).astype(np.float32), y_train=np.arange(4),
+             x_test=rng.random((4, 1, 28, 28)).astype(np.float32), y_test=np.arange(4))
+    assert main(["evaluate", str(spec), "--checkpoint", str(weights), "--dataset", f"npz:{tmp_path / 'd.npz'}"]) == 0
+    assert "accuracy" in capsys.readouterr().out
     assert main(["import-nir", str(tmp_path / "missing.nir"), "-o", str(spec)]) == 1
     assert "no such file" in capsys.readouterr().err
