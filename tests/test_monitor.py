@@ -115,3 +115,13 @@ def test_bad_requests_are_clear_errors(net: Any) -> None:
         mon.v("layers[1]")
     with pytest.raises(MonitorError, match="is not monitored"):
         mon.spikes("layers[2]")
+    with Monitor(net, v=True), pytest.raises(MonitorError, match=r"layers\[1\]: another open monitor already"):
+        Monitor(net, v=True)
+    assert "forward" not in vars(net.body[1])
+    net.T = 4
+    with Monitor(net) as mon:
+        net.spikes(_x())
+        net.T = 10
+        net.spikes(_x())
+    with pytest.raises(MonitorError, match=r"different numbers of steps \(\[4, 10\]\)"):
+        mon.spikes("layers[1]")

@@ -26,7 +26,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--count", type=int, default=1, help="samples from --sample on (for --kind rates; default 1)")
     p.add_argument("--layer", metavar="PATH", help="the neuron layer for --kind membrane, like layers[2] "
                    "(default: the first)")
-    p.add_argument("--neurons", type=int, default=None, help="plot at most this many neurons per layer")
+    p.add_argument("--neurons", type=int, default=1000,
+                   help="draw at most this many neurons per layer, spread evenly (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the encoder's randomness (default 0)")
     p.set_defaults(run=run)
 

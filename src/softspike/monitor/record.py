@@ -58,7 +58,9 @@ class Trace:
         if self.single_step:
             return torch.cat(chunks, 0)
         if any(c.shape[0] != chunks[0].shape[0] for c in chunks):
-            return chunks[-1]  # calls of different lengths: the last one
+            steps = sorted({c.shape[0] for c in chunks})
+            raise MonitorError(f"{self.path}: the recorded calls have different numbers of steps ({steps}); "
+                               "call reset() on the monitor between them")
         return torch.cat(chunks, 1)
 
 
@@ -122,6 +124,9 @@ class Monitor:
         self._stepwise: list[Neuron] = []
         for name, module in self.layers:
             if v and module.step_mode == "m":
+                if "forward" in vars(module):
+                    self.close()
+                    raise MonitorError(f"{name}: another open monitor already records its membrane potential")
                 module.forward = self._stepwise_forward(module, self.traces[name])  # type: ignore[method-assign,assignment]
                 self._stepwise.append(module)
             self._handles.append(module.register_forward_hook(self._hook(self.traces[name], v)))

@@ -136,7 +136,11 @@ def export_nir(spec: SpecLike, weights: Weights = None, dt: float = DEFAULT_DT) 
     else:
         net = build(checked)
         if weights is not None:
-            net.load_state_dict(dict(weights))
+            try:
+                net.load_state_dict(dict(weights))
+            except RuntimeError as err:
+                raise NIRError(f"the weights do not fit spec {checked.spec.name!r}: "
+                               f"{str(err).splitlines()[0]}") from None
     modules = dict(net.layer_paths)
     nodes: dict[str, Any] = {"input": nir.Input(input_type={"input": np.array(checked.spec.input_shape)})}
     edges: list[tuple[str, str]] = []

@@ -180,7 +180,11 @@ class _Reader:
     def _per_output(self, value: np.ndarray, w: _Weights, what: str, where: str) -> np.ndarray:
         """A per-neuron value as one value per output channel (feature) of the weight layer."""
         out = w.weight.shape[0]
-        full = np.broadcast_to(value, self.shape) if value.size != int(np.prod(self.shape)) else value
+        try:
+            full = np.broadcast_to(value, self.shape) if value.size != int(np.prod(self.shape)) else value
+        except ValueError:
+            raise NIRError(f"{where}: {what} has shape {list(value.shape)}, which does not fit the layer's "
+                           f"{list(self.shape)}") from None
         full = full.reshape(self.shape)
         per = full.reshape(out, -1)
         if not np.allclose(per, per[:, :1]):
