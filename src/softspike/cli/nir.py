@@ -8,7 +8,7 @@ from typing import Any
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("export-nir", help="write a network as a NIR graph (for Norse, snnTorch, Sinabs, chips...)",
+    p = sub.add_parser("export-nir", help="write a network as a NIR file (for Norse, Sinabs, chips...)",
                        description="Write the network of SPEC, with a checkpoint's weights, as a NIR file. "
                        "Time constants are written in seconds: tau_steps x dt (see docs/nir.md).")
     p.add_argument("spec", metavar="SPEC", help="spec file or zoo name")

@@ -11,7 +11,7 @@ KINDS = ("raster", "membrane", "rates")
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("plot", help="spike raster, membrane trace or rate histogram of a trained network",
+    p = sub.add_parser("plot", help="plot spikes, membrane or rates of a trained network",
                        description="Run a checkpoint's network (its spec is stored in it) on dataset samples and "
                        "plot: a spike raster of every neuron layer (raster), the membrane potential of one layer "
                        "with its threshold (membrane), or each layer's histogram of firing rates (rates).")
