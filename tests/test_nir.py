@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from softspike.cli import main
+from softspike.core.registry import get_registry
 from softspike.models.builder import build
 from softspike.models.load import check_spec, load_spec
 from softspike.nir import NIRError, export_nir, import_nir, read_nir, write_nir
@@ -69,6 +70,28 @@ def test_tau_is_written_in_seconds_and_read_back_in_steps() -> None:
     assert np.allclose(lif.tau, 2.0 * 2e-3) and np.allclose(lif.v_leak, 0.0)
     graph.metadata = {}  # a foreign file: dt is not stored, so it is given
     assert import_nir(graph, dt=1e-3).spec["layers"][2]["neuron"]["tau"] == pytest.approx(4.0)
+
+
+@pytest.mark.skipif("cuba_lif" not in get_registry().neurons, reason="no 'cuba_lif' neuron registered in this tree")
+def test_current_based_lif_round_trip() -> None:
+    spec = {"name": "cuba", "input_shape": [5], "T": 16, "encoder": {"type": "constant"}, "layers": [
+        {"type": "linear", "out_features": 6},
+        {"type": "neuron", "neuron": {"type": "cuba_lif", "tau_mem": 4.0, "tau_syn": 2.0}, "v_threshold": 0.3}]}
+    checked = check_spec(spec)
+    net = build(checked).eval()
+    _lively(net)
+    graph = export_nir(checked, net, dt=1e-3)
+    cuba = graph.nodes["layers_1"]
+    assert isinstance(cuba, nir.CubaLIF)
+    assert np.allclose(cuba.tau_mem, 4e-3) and np.allclose(cuba.tau_syn, 2e-3)
+    imported = import_nir(graph)
+    assert imported.spec["layers"][1]["neuron"] == {"type": "cuba_lif", "tau_mem": pytest.approx(4.0),
+                                                     "tau_syn": pytest.approx(2.0)}
+    seq = _inputs([5], 16)
+    with torch.no_grad():
+        want, got = net.body(seq), imported.network.body(seq)
+    assert 0.05 < float(want.mean()) < 0.95
+    assert torch.equal(want, got)
 
 
 def _simulate_nir(x_seq: np.ndarray, w: np.ndarray, b: np.ndarray, scale: np.ndarray, lif: Any, dt: float) -> Any:
