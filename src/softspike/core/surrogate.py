@@ -19,14 +19,24 @@ from torch import Tensor, nn
 
 
 class _Spike(torch.autograd.Function):
-    """Heaviside forward, surrogate derivative backward."""
+    """Heaviside forward, surrogate derivative backward.
+
+    Written in the `setup_context` style (forward takes no ctx) with a generated vmap rule, so
+    `torch.func.grad`, `vjp` and `vmap` go through it, and torch.compile traces it into its graph.
+    """
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, gate: Surrogate) -> Tensor:
-        if x.requires_grad:
+    def forward(x: Tensor, gate: Surrogate) -> Tensor:
+        return (x >= 0).to(x.dtype)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Tensor, Surrogate], output: Tensor) -> None:
+        x, gate = inputs
+        if ctx.needs_input_grad[0]:
             ctx.save_for_backward(x)
         ctx.gate = gate
-        return (x >= 0).to(x.dtype)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None]:

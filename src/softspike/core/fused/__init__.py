@@ -2,8 +2,9 @@
 
 Three paths, tried in order by `backend="auto"`:
 
-    native      compiled C++ kernels (CPU, float32; IF, LIF, parametric LIF; built-in surrogates;
-                reset gradient "surrogate" or detached). Saves only X; H is recomputed in backward.
+    native      compiled C++ kernels, the `torch.ops.softspike` operators (CPU, float32; IF, LIF,
+                parametric LIF; built-in surrogates; reset gradient "surrogate" or detached). Saves
+                only X; H is recomputed in backward.
     torch       tensor ops in a custom autograd Function (any device and dtype, every built-in
                 dynamics including ALIF, any surrogate, every reset mode). Saves H per step.
     reference   `multistep_reference`, the per-step autograd loop (third-party dynamics).
@@ -53,7 +54,7 @@ def select_backend(dynamics: Dynamics, cfg: FireConfig, x_seq: Tensor, backend: 
         from softspike.core.fused.native_ops import supports as native_supports
 
         why = native_supports(dynamics, cfg, x_seq)
-        if why is None and native.load() is not None:
+        if why is None and native.available():
             return "native"
         if backend == "native":
             raise RuntimeError(f"backend='native' cannot run here: {why or native.status()[0]}")
@@ -71,21 +72,20 @@ def run(path: str, dynamics: Dynamics, cfg: FireConfig, x_seq: Tensor) -> Tensor
     plan = Plan(dynamics, cfg)
     w = _param(dynamics, x_seq)
     if path == "native":
-        from softspike.core.fused.native_ops import FusedNative
+        from softspike.core.fused.native_ops import fused_native
 
-        out: Tensor = FusedNative.apply(x_seq, w, plan, native.load())
-        return out
+        return fused_native(dynamics, cfg, x_seq, w)
     out = FusedTorch.apply(x_seq, w, plan)
     return out
 
 
 def backend_info() -> dict[str, Any]:
     """Which fused paths this process can use, for `softspike plugins` and bug reports."""
-    lib = native.load()
+    available = native.available()
     status, path = native.status()
     return {
-        "default": "native" if lib is not None else "torch",
-        "native": {"available": lib is not None, "status": status, "library": path,
+        "default": "native" if available else "torch",
+        "native": {"available": available, "status": status, "library": path,
                    "scope": "CPU float32; IF, LIF, ParametricLIF; built-in surrogates; "
                    "reset_grad 'surrogate' or detach_reset"},
         "torch": {"available": True, "scope": "any device/dtype; IF, LIF, ParametricLIF, ALIF; any surrogate"},
