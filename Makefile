@@ -33,8 +33,8 @@ bench-accuracy: $(STAMP)
 # Speed and memory against the peers (not a test): .benchenv sees .venv's torch, peers go in --no-deps.
 bench: $(STAMP)
 	VENV=$(VENV) sh benchmarks/setup_env.sh
-	.benchenv/bin/python -m pytest -q -rs tests/test_nir_norse.py
 	.benchenv/bin/python benchmarks/run_all.py $(BENCH_ARGS)
+	.benchenv/bin/python -m pytest -q -rs tests/test_nir_norse.py
 
 # NIR against a real peer: Norse's graphs in softspike and softspike's in Norse (same .benchenv as bench).
 interop: $(STAMP)

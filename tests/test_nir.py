@@ -216,3 +216,9 @@ def test_cli_export_then_import(tmp_path: Any, capsys: Any) -> None:
     assert "accuracy" in capsys.readouterr().out
     assert main(["import-nir", str(tmp_path / "missing.nir"), "-o", str(spec)]) == 1
     assert "no such file" in capsys.readouterr().err
+    again = tmp_path / "again.nir"  # from a checkpoint alone: its stored spec and weights
+    assert main(["export-nir", "--checkpoint", str(weights), "-o", str(again)]) == 0
+    assert "trained weights" in capsys.readouterr().out
+    assert np.array_equal(read_nir(again).nodes["layers_1"].weight, read_nir(out).nodes["layers_1"].weight)
+    assert main(["export-nir", "-o", str(again)]) == 1
+    assert "give a SPEC, a --checkpoint, or both" in capsys.readouterr().err

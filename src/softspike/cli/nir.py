@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 
@@ -11,9 +10,9 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("export-nir", help="write a network as a NIR file (for Norse, Sinabs, chips...)",
                        description="Write the network of SPEC, with a checkpoint's weights, as a NIR file. "
                        "Time constants are written in seconds: tau_steps x dt (see docs/nir.md).")
-    p.add_argument("spec", metavar="SPEC", help="spec file or zoo name")
+    p.add_argument("spec", metavar="SPEC", nargs="?", help="spec file or zoo name (default: the checkpoint's own)")
     p.add_argument("--checkpoint", metavar="FILE", help="trained weights: a checkpoint file or its directory "
-                   "(default: freshly initialised weights, seeded by --seed)")
+                   "(without it: SPEC with freshly initialised weights, seeded by --seed)")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="the .nir file to write")
     p.add_argument("--dt", type=float, default=None, help="seconds per time step (default 0.001)")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial weights without --checkpoint")
@@ -37,22 +36,22 @@ def add_parser(sub: Any) -> None:
 def run_export(args: argparse.Namespace) -> int:
     import torch
 
+    from softspike.core.errors import ParameterError
     from softspike.models.builder import build
     from softspike.models.load import load_spec
     from softspike.nir import export_nir, write_nir
     from softspike.nir.common import DEFAULT_DT
-    from softspike.train.checkpoint import load_checkpoint
-    from softspike.train.loop import CHECKPOINT_FILE, check_same_spec
+    from softspike.train.trained import load_trained
 
-    checked = load_spec(args.spec)
-    torch.manual_seed(args.seed)
-    net = build(checked)
     if args.checkpoint:
-        path = Path(args.checkpoint)
-        path = path / CHECKPOINT_FILE if path.is_dir() else path
-        state = load_checkpoint(path)
-        check_same_spec(state, checked, path)
-        net.load_state_dict(state["model"])
+        trained = load_trained(args.checkpoint, load_spec(args.spec) if args.spec else None)
+        checked, net = trained.checked, trained.net
+    elif args.spec:
+        checked = load_spec(args.spec)
+        torch.manual_seed(args.seed)
+        net = build(checked)
+    else:
+        raise ParameterError("give a SPEC, a --checkpoint, or both")
     dt = DEFAULT_DT if args.dt is None else args.dt
     graph = export_nir(checked, net, dt)
     write_nir(graph, args.output)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 from typing import Any
 
 KINDS = ("raster", "membrane", "rates")
@@ -35,31 +33,21 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from softspike.models.builder import build
-    from softspike.models.load import check_spec
     from softspike.monitor import Monitor, membrane_figure, raster_figure, rate_histogram_figure
     from softspike.monitor.plot import save_figure
-    from softspike.train.checkpoint import load_checkpoint
-    from softspike.train.config import make_config
     from softspike.train.data import DatasetError, load_dataset
-    from softspike.train.loop import CHECKPOINT_FILE
+    from softspike.train.trained import load_trained
 
-    path = Path(args.checkpoint)
-    path = path / CHECKPOINT_FILE if path.is_dir() else path
-    state = load_checkpoint(path)
-    checked = check_spec(json.loads(state["spec"]), f"{path} (its spec)")
-    trained = make_config({}, json.loads(state["config"]))
-    dataset = args.dataset or trained.dataset
-    data = load_dataset(dataset, args.data_root or trained.data_root, args.download)
+    trained = load_trained(args.checkpoint)
+    checked, net = trained.checked, trained.net
+    dataset = args.dataset or trained.config.dataset
+    data = load_dataset(dataset, args.data_root or trained.config.data_root, args.download)
     data.check_fits(checked.spec.input_shape, checked.num_classes, checked.spec.name)
     split = data.test if args.split == "test" else data.train
     count = max(args.count, 1) if args.kind == "rates" else 1
     if not 0 <= args.sample or args.sample + count > len(split):
         raise DatasetError(f"--sample {args.sample} (with --count {count}) is outside the {args.split} split of "
                            f"{dataset!r}, which has {len(split)} samples")
-    net = build(checked)
-    net.load_state_dict(state["model"])
-    net.eval()
     x, y = split.batch(torch.arange(args.sample, args.sample + count))
     layers = [args.layer] if args.kind == "membrane" and args.layer else None
     torch.manual_seed(args.seed)
