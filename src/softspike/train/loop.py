@@ -24,6 +24,7 @@ from softspike.core.fused.compact import compact_saved_spikes
 from softspike.models.builder import build
 from softspike.models.load import CheckedSpec
 from softspike.models.network import SpikingNetwork
+from softspike.monitor.board import add_epoch_images
 from softspike.train.augment import random_shift
 from softspike.train.checkpoint import (
     CHECKPOINT_FILE,
@@ -177,7 +178,7 @@ def fit(checked: CheckedSpec, options: dict[str, Any] | TrainConfig, logdir: str
     progress = Progress(logdir, cfg.progress, verbose)
     # Plain locals for the hot loop: no model attribute lookups per step.
     bs, shift, loss_kind, every = cfg.batch_size, cfg.augment_shift, cfg.loss, cfg.checkpoint_every
-    with claim, FiringRates(net.neuron_layers()) as monitor:
+    with claim, FiringRates(net.neuron_layers(), per_neuron=logdir is not None) as monitor:
         for epoch in range(log.epoch, cfg.epochs):
             order = epoch_order(cfg.seed, epoch, len(data.train))
             net.train()
@@ -201,6 +202,7 @@ def fit(checked: CheckedSpec, options: dict[str, Any] | TrainConfig, logdir: str
             bar.close()
             test = evaluate(net, data.test, cfg.test_batch_size, device, cfg.loss)
             record = log.end_epoch(epoch, test, monitor.rates(), opt.param_groups[0]["lr"])
+            add_epoch_images(progress.writer, net, data.test, monitor, epoch + 1, device)
             monitor.reset()
             health.end_epoch(record)  # warns about silent or saturated layers
             progress.epoch(record)
