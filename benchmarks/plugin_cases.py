@@ -138,3 +138,11 @@ def _table(out: Callable[[str], None], title: str, res: dict[str, dict[str, Any]
         out(f"| {k} | {r['path']} | {r['s'] * 1e3:.1f} | {r['first_s']:.1f} | {r['per_step'] / 1024:.0f} | "
             f"{r['rate']:.3f} | {r['agree'] * 100:.3f}% |")
     out("")
+
+
+if __name__ == "__main__":  # a library of run_all.py: answer --help like the scripts, run nothing
+    import argparse
+
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                            epilog="Imported by run_all.py (`make bench`, `--only plugins`); nothing to run here."
+                            ).parse_args()
