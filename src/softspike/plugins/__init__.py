@@ -13,6 +13,7 @@ def softspike_register(registry: Registrar) -> None:
     registry.neurons.add("lif", neurons.LIF)
     registry.neurons.add("parametric_lif", neurons.ParametricLIF)
     registry.neurons.add("alif", neurons.ALIF)
+    registry.neurons.add("cuba_lif", neurons.CubaLIF)
 
     registry.surrogates.add("sigmoid", surrogates.Sigmoid)
     registry.surrogates.add("atan", surrogates.ATan)
