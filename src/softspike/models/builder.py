@@ -14,7 +14,7 @@ from torch import nn
 
 from softspike.core.registry import Registry, get_registry
 from softspike.models.errors import join_path
-from softspike.models.layers import BuildContext, part_params
+from softspike.models.layers import BuildContext, instantiate
 from softspike.models.load import CheckedSpec
 from softspike.models.network import SpikingNetwork
 
@@ -48,7 +48,7 @@ def build(checked: CheckedSpec, registry: Registry | None = None) -> SpikingNetw
     """Build the network of a checked spec (see `softspike.models.load_spec`)."""
     registry = registry or get_registry()
     spec = checked.spec
-    encoder = registry.encoders.create(spec.encoder.type, **part_params(spec.encoder))
+    encoder = instantiate(registry.encoders, spec.encoder)
     builder = _Builder(checked, registry)
     # The first layer is fed by spikes unless the encoder passes analog values through.
     body = builder.sequence(spec.layers, "layers", not getattr(encoder, "analog", False))
