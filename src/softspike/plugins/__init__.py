@@ -27,6 +27,7 @@ def softspike_register(registry: Registrar) -> None:
     registry.encoders.add("constant", encoders.ConstantEncoder)
     registry.encoders.add("latency", encoders.LatencyEncoder)
     registry.encoders.add("delta", encoders.DeltaEncoder)
+    registry.encoders.add("frames", encoders.FramesEncoder)
 
     # Imported here, at registration: models imports core's kernels, which must not wait on plugins.
     from softspike.models.layers import BUILTIN_LAYERS
