@@ -125,3 +125,9 @@ def test_build_refuses_weights_beyond_memory_whatever_the_path() -> None:
                                         r"\(linear layer layers\[7\]: 38,000,000,000\), more than the 1 GiB"):
         build(checked, max_memory=2**30)
     assert build(check_spec(TINY), max_memory=2**20) is not None
+
+
+def test_data_with_its_own_time_axis_is_counted_once() -> None:
+    checked = load_spec("nmnist_conv")  # input_shape [T=8, 2, 34, 34] through the frames encoder
+    assert checked.step_shape == (2, 34, 34)
+    assert estimate(checked, 1).parts[0].activation_bytes == 8 * 2 * 34 * 34 * 4

@@ -38,6 +38,11 @@ class CheckedSpec:
         return self.output_shape[0]
 
     @property
+    def step_shape(self) -> Shape:
+        """One time step of one sample, as the first layer sees it (input_shape without a data time axis)."""
+        return self.layers[0].in_shape
+
+    @property
     def num_parameters(self) -> int:
         """Learnable parameters of the whole network, counted without building it."""
         return self.encoder_params + sum(info.params for info in self.layers)
