@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 from softspike.core.registry import Registry, get_registry
 from softspike.models.base import MAX_NESTING
 from softspike.models.errors import SpecError, join_path, problems_from
-from softspike.models.layers import part_params
+from softspike.models.layers import instantiate
 from softspike.models.shapes import LayerShape, Shape, ShapeProblem, infer_shapes
 from softspike.models.spec import language, step_shape
 
@@ -36,6 +36,11 @@ class CheckedSpec:
     @property
     def num_classes(self) -> int:
         return self.output_shape[0]
+
+    @property
+    def step_shape(self) -> Shape:
+        """One time step of one sample, as the first layer sees it (input_shape without a data time axis)."""
+        return self.layers[0].in_shape
 
     @property
     def num_parameters(self) -> int:
@@ -135,7 +140,7 @@ def check_spec(data: Any, source: str = "<spec>", registry: Registry | None = No
 
 def _encoder_params(spec: Any, registry: Registry) -> int:
     try:
-        encoder = registry.encoders.create(spec.encoder.type, **part_params(spec.encoder))
+        encoder = instantiate(registry.encoders, spec.encoder)
     except Exception as err:  # a plugin's encoder that refuses its validated settings
         raise ShapeProblem("encoder", f"cannot be used: {type(err).__name__}: {err}") from None
     return sum(p.numel() for p in encoder.parameters())
