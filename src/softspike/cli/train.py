@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from softspike.cli.options import device_option, float_option, int_option
+from softspike.cli.validate import add_limit_options, check_limit
 from softspike.core.errors import SoftspikeError
 from softspike.train.config import TrainConfig
 
@@ -39,6 +40,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace another spec's checkpoint in --checkpoint DIR")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no line per epoch")
+    add_limit_options(p, batch_size=False)
     p.set_defaults(run=run)
 
 
@@ -56,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from softspike.train.loop import fit
 
     checked = load_spec(args.spec)
+    check_limit(checked, args.batch_size or TrainConfig().batch_size, args.max_memory, args.device or "cpu")
     try:
         metrics = fit(checked, options(args), args.logdir, args.checkpoint, args.resume, verbose=not args.quiet,
                       overwrite=args.overwrite)
