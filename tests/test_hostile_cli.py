@@ -97,6 +97,28 @@ def _checkpoints(d: Path, good: dict[str, Any]) -> dict[str, tuple[Path, str]]:
     return out
 
 
+def _spec_bombs() -> dict[str, str]:
+    """Specs of issue 10 item 4 (deep nesting, huge numbers, resource bombs) as JSON text."""
+    neuron = {"type": "neuron", "neuron": {"type": "if"}}
+    head = [{"type": "flatten"}, {"type": "linear", "out_features": 3}, neuron]
+    nested: dict[str, Any] = neuron
+    for _ in range(150):
+        nested = {"type": "residual", "layers": [nested]}
+    texts = {
+        "nested_150": dict(SPEC, layers=[{"type": "flatten"}, {"type": "linear", "out_features": 8}, nested,
+                                         *head[1:]]),
+        "v_threshold_1e308": dict(SPEC, layers=[*head[:2], {**neuron, "v_threshold": 1e308}]),
+        "linear_1e9": dict(SPEC, layers=[head[0], {"type": "linear", "out_features": 10**9}, *head[1:]]),
+        "conv_1e7_channels": dict(SPEC, layers=[{"type": "conv2d", "out_channels": 10**7, "kernel_size": 3}, *head]),
+        "t_1e7": dict(SPEC, T=10**7),
+        "huge_input": dict(SPEC, input_shape=[3, 100000, 100000]),
+    }
+    out = {name: json.dumps(spec) for name, spec in texts.items()}
+    out["digits_5000"] = json.dumps(SPEC).replace('"out_features": 3', '"out_features": ' + "9" * 5000)
+    out["out_features_1e40"] = json.dumps(SPEC).replace('"out_features": 3', '"out_features": 1e40')
+    return out
+
+
 def _corpus(d: Path) -> list[dict[str, Any]]:
     spec = d / "spec.json"
     spec.write_text(json.dumps(SPEC))
@@ -120,6 +142,15 @@ def _corpus(d: Path) -> list[dict[str, Any]]:
         add(["summary", bad], 1)
         add(["train", bad, "--dataset", data, "--quiet"], 1)
         add(["evaluate", bad, "--checkpoint", ck], 1)
+
+    for name, text in _spec_bombs().items():  # issue 10 item 4: specs that validated, then crashed or exhausted memory
+        (d / f"{name}.json").write_text(text)
+        for command in ("validate", "summary"):
+            add([command, d / f"{name}.json"], 1)
+        add(["train", d / f"{name}.json", "--dataset", data, "--quiet"], 1)
+    for value in ("x", "-5", "0", "1e400", "9" * 30 + "TiB"):
+        add(["validate", spec, "--max-memory", value], 2, "argument --max-memory:")
+    add(["summary", spec, "--batch-size", "0"], 2, "argument --batch-size:")
 
     train = ["train", spec, "--dataset", data, "--quiet", "--checkpoint", d / "ck_opts"]
     for opt, value in [("--lr", "1e300"), ("--lr", "nan"), ("--lr", "inf"), ("--lr", "-1"), ("--lr", "0"),
