@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install test lint pytest demo bench bench-accuracy clean
+.PHONY: install test lint pytest demo bench bench-accuracy clean fuzz
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -22,6 +22,10 @@ pytest: $(STAMP)
 	$(PY) -m pytest -q --hypothesis-profile=ci --durations=10 $(PYTEST_ARGS)
 
 test: lint pytest
+
+# The property tests and the hostile-input suite at hypothesis's "thorough" profile (docs/reliability.md).
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=thorough $(PY) -m pytest -q --durations=10 tests/test_spec_fuzz.py tests/test_hostile_*.py
 
 demo: $(STAMP)
 	$(PY) -m softspike.demo

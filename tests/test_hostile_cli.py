@@ -222,7 +222,7 @@ def _corpus(d: Path) -> list[dict[str, Any]]:
 
 def test_no_hostile_cli_input_gives_a_traceback_or_a_signal_death(tmp_path: Path) -> None:
     cases = _corpus(tmp_path)
-    assert len(cases) >= 300
+    assert len(cases) >= 350
     (tmp_path / "cases.json").write_text(json.dumps(cases))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p),
            "OMP_NUM_THREADS": "1"}
