@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from softspike.core.hookspecs import hookimpl
 from softspike.core.registry import Registrar
+from softspike.models.layers import BUILTIN_LAYERS
 from softspike.plugins import encoders, neurons, surrogates
 
 
@@ -26,3 +27,6 @@ def softspike_register(registry: Registrar) -> None:
     registry.encoders.add("constant", encoders.ConstantEncoder)
     registry.encoders.add("latency", encoders.LatencyEncoder)
     registry.encoders.add("delta", encoders.DeltaEncoder)
+
+    for name, layer in BUILTIN_LAYERS.items():
+        registry.layers.add(name, layer)

@@ -8,6 +8,7 @@ any moment and resumed from its last checkpoint takes the same batches and reach
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
@@ -25,19 +26,21 @@ from softspike.models.load import CheckedSpec
 from softspike.models.network import SpikingNetwork
 from softspike.train.augment import random_shift
 from softspike.train.checkpoint import (
+    CHECKPOINT_FILE,
     CheckpointError,
     atomic_write,
     load_checkpoint,
+    restore_run,
     rng_states,
     save_checkpoint,
-    set_rng_states,
+    validate_checkpoint,
 )
-from softspike.train.config import TrainConfig, make_config
+from softspike.train.config import TrainConfig, check_device, make_config
 from softspike.train.data import ArraySplit, Dataset, DatasetError, load_dataset
 from softspike.train.monitor import FiringRates
 from softspike.train.progress import Progress, TrainLog
-
-CHECKPOINT_FILE = "last.pt"
+from softspike.train.rundir import claim_checkpoint_dir
+from softspike.train.trained import spec_difference
 
 
 def readout_loss(net: SpikingNetwork, rates: Tensor, y: Tensor, loss: str) -> Tensor:
@@ -51,6 +54,8 @@ def readout_loss(net: SpikingNetwork, rates: Tensor, y: Tensor, loss: str) -> Te
 def evaluate(net: SpikingNetwork, split: ArraySplit, batch_size: int = 1000, device: str | torch.device = "cpu",
              loss: str = "cross_entropy") -> dict[str, float]:
     """Loss and accuracy of `net` on a whole split (eval mode: batch norm statistics, no dropout)."""
+    if len(split) == 0 or batch_size < 1:  # else "accuracy 0.00%" over nothing, or range() with step 0
+        raise DatasetError(f"cannot evaluate {len(split)} samples in batches of {batch_size}: need >= 1 of each")
     was_training = net.training
     net.eval()
     total_loss, correct = 0.0, 0
@@ -88,10 +93,11 @@ def _spec_text(checked: CheckedSpec) -> str:
 
 def check_same_spec(state: dict[str, Any], checked: CheckedSpec, path: Path) -> None:
     if state.get("spec") != _spec_text(checked):
-        stored = json.loads(state.get("spec") or "{}").get("name", "?")
+        stored = json.loads(state.get("spec") or "{}")
+        diff = "; ".join(spec_difference(stored, checked.to_json())[:3])
         raise CheckpointError(
-            f"{path} was made with a different spec (network {stored!r}) than {checked.source}; "
-            "give the spec it was trained with, or use another --checkpoint directory"
+            f"{path} was made with a different spec (network {stored.get('name', '?')!r}) than {checked.source} "
+            f"({diff}); give the spec it was trained with, or use another --checkpoint directory"
         )
 
 
@@ -108,7 +114,7 @@ def prepare_data(cfg: TrainConfig, checked: CheckedSpec) -> Dataset:
 
 def resolve_device(name: str) -> torch.device:
     try:
-        device = torch.device(name)
+        device = torch.device(check_device(name))
         torch.empty(0, device=device)
     except (RuntimeError, ValueError) as err:
         raise DatasetError(f"--device {name!r} is not usable here: {str(err).splitlines()[0]}") from None
@@ -116,16 +122,21 @@ def resolve_device(name: str) -> torch.device:
 
 
 def fit(checked: CheckedSpec, options: dict[str, Any] | TrainConfig, logdir: str | Path | None = None,
-        checkpoint_dir: str | Path | None = None, resume: bool = False, verbose: bool = True) -> dict[str, Any]:
+        checkpoint_dir: str | Path | None = None, resume: bool = False, verbose: bool = True,
+        overwrite: bool = False) -> dict[str, Any]:
     """Train the network of `checked`; returns the metrics (also written to logdir/metrics.json).
 
-    `verbose` prints one line per epoch; the config's `progress` shows a progress bar."""
+    `verbose` prints one line per epoch; the config's `progress` shows a progress bar. `overwrite`
+    lets a new run replace another spec's checkpoint in `checkpoint_dir` (refused otherwise)."""
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir is not None else None
     stored: dict[str, Any] | None = None
-    if resume:
-        if ckpt_path is None:
-            raise CheckpointError("--resume needs --checkpoint DIR, the directory of the run to continue")
-        stored = load_checkpoint(ckpt_path)
+    if resume and ckpt_path is None:
+        raise CheckpointError("--resume needs --checkpoint DIR, the directory of the run to continue")
+    # Locked, writable, cleaned and not another spec's before any work; released when training ends.
+    claim = (claim_checkpoint_dir(ckpt_path.parent, CHECKPOINT_FILE, _spec_text(checked), resume, overwrite)
+             if ckpt_path is not None else contextlib.nullcontext())
+    if resume and ckpt_path is not None:
+        stored = validate_checkpoint(load_checkpoint(ckpt_path), ckpt_path, resume=True)
         check_same_spec(stored, checked, ckpt_path)
     opts = options.model_dump() if isinstance(options, TrainConfig) else options
     cfg = make_config(opts, json.loads(stored["config"]) if stored else None)
@@ -139,12 +150,8 @@ def fit(checked: CheckedSpec, options: dict[str, Any] | TrainConfig, logdir: str
     steps_per_epoch = math.ceil(len(data.train) / cfg.batch_size)
     sched = _scheduler(opt, cfg, steps_per_epoch)
     log = TrainLog.start()
-    if stored is not None:
-        net.load_state_dict(stored["model"])
-        opt.load_state_dict(stored["optimizer"])
-        sched.load_state_dict(stored["scheduler"])
-        log = TrainLog.from_state(stored["log"])
-        set_rng_states(stored["rng"])
+    if stored is not None and ckpt_path is not None:
+        log = restore_run(ckpt_path, stored, net, opt, sched)
 
     def save(epoch: int, step: int) -> None:
         if ckpt_path is not None:
@@ -157,7 +164,7 @@ def fit(checked: CheckedSpec, options: dict[str, Any] | TrainConfig, logdir: str
     progress = Progress(logdir, cfg.progress, verbose)
     # Plain locals for the hot loop: no model attribute lookups per step.
     bs, shift, loss_kind, every = cfg.batch_size, cfg.augment_shift, cfg.loss, cfg.checkpoint_every
-    with FiringRates(net.neuron_layers()) as monitor:
+    with claim, FiringRates(net.neuron_layers()) as monitor:
         for epoch in range(log.epoch, cfg.epochs):
             order = epoch_order(cfg.seed, epoch, len(data.train))
             net.train()
