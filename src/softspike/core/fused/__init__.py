@@ -69,13 +69,12 @@ def fused_multistep(dynamics: Dynamics, cfg: FireConfig, x_seq: Tensor, backend:
 def run(path: str, dynamics: Dynamics, cfg: FireConfig, x_seq: Tensor) -> Tensor:
     if path == "reference":
         return multistep_reference(dynamics, cfg, x_seq)
-    plan = Plan(dynamics, cfg)
     w = _param(dynamics, x_seq)
     if path == "native":
         from softspike.core.fused.native_ops import fused_native
 
         return fused_native(dynamics, cfg, x_seq, w)
-    out = FusedTorch.apply(x_seq, w, plan)
+    out = FusedTorch.apply(x_seq, w, Plan(dynamics, cfg))
     return out
 
 
