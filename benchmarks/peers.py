@@ -147,3 +147,10 @@ def available(libs: list[str]) -> list[str]:
         except Exception as err:  # a peer that does not import is reported, not fatal
             print(f"skipping {lib}: {type(err).__name__}: {err}")
     return ok
+
+
+if __name__ == "__main__":  # a library of run_all.py: answer --help like the scripts, run nothing
+    import argparse
+
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                            epilog="Imported by run_all.py (`make bench`); there is nothing to run here.").parse_args()

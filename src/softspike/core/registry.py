@@ -151,6 +151,10 @@ class Catalog(Generic[T]):
         """Validate `params` against the entry's schema and build it."""
         entry = self.get(name)
         valid = entry.validate(**params)
+        # Validated once: a factory that takes the params object gets it as is.
+        from_params = getattr(entry.factory, "from_params", None)
+        if callable(from_params):
+            return from_params(valid)  # type: ignore[no-any-return]
         return entry.factory(**valid.model_dump())
 
     def schema(self, name: str) -> dict[str, Any]:
@@ -161,6 +165,10 @@ class Catalog(Generic[T]):
 class NeuronCatalog(Catalog[Any]):
     """Neuron dynamics. `create` returns a ready neuron module; neuron options go beside the
     dynamics' own parameters: `create("lif", tau=2.0, v_threshold=1.0, surrogate="atan")`."""
+
+    def __init__(self, kind: str, base: type | None, surrogates: Catalog[Any]) -> None:
+        super().__init__(kind, base)
+        self.surrogates = surrogates  # gates named in `create` come from the same registry
 
     def add(self, name: str, factory: Callable[..., Any], params: type[BaseModel] | None = None, *,
             doc: str | None = None, distribution: str = RUNTIME) -> Entry[Any]:
@@ -182,6 +190,9 @@ class NeuronCatalog(Catalog[Any]):
         from softspike.core.neuron import Neuron
 
         options = {k: params.pop(k) for k in list(params) if k in NEURON_OPTIONS}
+        gate = options.get("surrogate")
+        if gate is None or isinstance(gate, str):
+            options["surrogate"] = self.surrogates.create(gate or "sigmoid")
         dynamics = super().create(name, **params)
         return Neuron(dynamics, **options)
 
@@ -246,7 +257,8 @@ class Registry:
         from softspike.core.encoder import Encoder
         from softspike.core.surrogate import Surrogate
 
-        return cls(NeuronCatalog("neurons", Dynamics), Catalog("surrogates", Surrogate), Catalog("encoders", Encoder))
+        surrogates: Catalog[Any] = Catalog("surrogates", Surrogate)
+        return cls(NeuronCatalog("neurons", Dynamics, surrogates), surrogates, Catalog("encoders", Encoder))
 
     def catalogs(self) -> dict[str, Catalog[Any]]:
         return {"neuron": self.neurons, "surrogate": self.surrogates, "encoder": self.encoders}

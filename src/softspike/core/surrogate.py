@@ -12,6 +12,7 @@ derivative σ'(x) of a smooth gate σ, the *surrogate*. A surrogate is defined b
 from __future__ import annotations
 
 import abc
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -49,6 +50,19 @@ def spike(x: Tensor, gate: Surrogate) -> Tensor:
     return _Spike.apply(x, gate)
 
 
+@dataclass(frozen=True)
+class GateKernel:
+    """A gate's declaration: "my σ and σ' are the compiled kernel `name` at these parameters".
+
+    Names the fused kernels know: sigmoid, atan, piecewise_quadratic, fast_sigmoid, erf, triangle
+    (uses `width`), straight_through; see `softspike.core.fused.backend_info()`.
+    """
+
+    name: str
+    alpha: float
+    width: float = 1.0
+
+
 class Surrogate(nn.Module, metaclass=abc.ABCMeta):
     """Base of every surrogate gate. Subclass it and define `primitive` and `derivative`.
 
@@ -66,6 +80,16 @@ class Surrogate(nn.Module, metaclass=abc.ABCMeta):
 
     #: Points where `primitive` has a kink; the conformance check does not compare there.
     kinks: tuple[float, ...] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # A subclass that redefines the gate does not inherit its parent's compiled kernel.
+        if "kernel" not in cls.__dict__ and ("primitive" in cls.__dict__ or "derivative" in cls.__dict__):
+            cls.kernel = Surrogate.kernel  # type: ignore[method-assign]
+
+    def kernel(self) -> GateKernel | None:
+        """Declare the compiled kernel this gate equals; None (the default): tensor ops evaluate it."""
+        return None
 
     @abc.abstractmethod
     def primitive(self, x: Tensor) -> Tensor:

@@ -17,7 +17,7 @@ from softspike.models.base import MAX_NESTING
 from softspike.models.errors import SpecError, join_path, problems_from
 from softspike.models.layers import part_params
 from softspike.models.shapes import LayerShape, Shape, ShapeProblem, infer_shapes
-from softspike.models.spec import language
+from softspike.models.spec import language, step_shape
 
 ZOO_PACKAGE = "softspike.models.zoo"
 
@@ -121,7 +121,7 @@ def check_spec(data: Any, source: str = "<spec>", registry: Registry | None = No
     except ValidationError as err:
         raise SpecError(source, problems_from(err, data, lang)) from None
     try:
-        shapes, out = infer_shapes(spec.input_shape, spec.layers, registry)  # type: ignore[attr-defined]
+        shapes, out = infer_shapes(step_shape(spec, registry), spec.layers, registry)  # type: ignore[attr-defined]
         encoder_params = _encoder_params(spec, registry)
     except ShapeProblem as err:
         raise SpecError(source, [f"{err.path}: {err.reason}"]) from None
