@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install test lint pytest demo bench bench-accuracy clean
+.PHONY: install test lint pytest demo bench bench-accuracy bench-pipeline interop clean
 
 # The environment pins exact versions for reproducible runs (pyproject.toml declares the supported
 # range); '.[dev]' brings every extra (train, data, plot, nir) and the test and lint tools CI needs.
@@ -36,6 +36,16 @@ bench-accuracy: $(STAMP)
 bench: $(STAMP)
 	VENV=$(VENV) sh benchmarks/setup_env.sh
 	.benchenv/bin/python benchmarks/run_all.py $(BENCH_ARGS)
+	.benchenv/bin/python -m pytest -q -rs tests/test_nir_norse.py
+
+# NIR against a real peer: Norse's graphs in softspike and softspike's in Norse (same .benchenv as bench).
+interop: $(STAMP)
+	VENV=$(VENV) sh benchmarks/setup_env.sh
+	.benchenv/bin/python -m pytest -q -rs tests/test_nir.py tests/test_nir_norse.py
+
+# Pipelined training (2 processes) against one process, images/s and memory per stage (docs/benchmarks.md).
+bench-pipeline: $(STAMP)
+	$(PY) benchmarks/pipeline.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -9,6 +9,7 @@ Inputs are synthetic (no dataset download): MNIST-like intensities, ~20% of pixe
 
     python benchmarks/run_all.py            # the full run, writes docs/benchmarks.md
     python benchmarks/run_all.py --quick    # a smoke run, writes nothing
+    python benchmarks/run_all.py --only plugins   # third-party neurons only (benchmarks/plugin_cases.py)
 
 Memory: "activation memory" is the heap held after forward+loss and before backward (glibc
 mallinfo2 bytes in use, from a collected heap, softspike's buffer pool emptied first and its free
@@ -255,12 +256,18 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--libs", default=",".join(LIBS))
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--only", choices=("peers", "plugins"), help="run only the cases against the peers, or only "
+                    "the third-party neuron cases (plugin LIF, Izhikevich)")
     ap.add_argument("--peak-child", nargs=2, metavar=("CASE", "LIB"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.peak_child:
         peak_child(*a.peak_child)
         return
     torch.set_num_threads(a.threads)
+    if a.only != "peers":
+        run_plugin_cases(a)
+        if a.only == "plugins":
+            return
     libs = peers.available(a.libs.split(","))
     from softspike.core.fused import backend_info
 
@@ -369,12 +376,33 @@ def main() -> None:
         write_docs(lines)
 
 
+def run_plugin_cases(a: argparse.Namespace) -> list[str]:
+    """The third-party neuron cases; writes their own section of docs/benchmarks.md."""
+    import plugin_cases
+
+    lines: list[str] = []
+
+    def out(s: str = "") -> None:
+        print(s, flush=True)
+        lines.append(s)
+
+    out(f"Machine: {machine()}; torch {torch.__version__}, {a.threads} threads.")
+    out()
+    t0 = time.time()
+    plugin_cases.run(1 if a.quick else a.rounds, a.quick, heap_in_use, clear_pool, out)
+    out(f"Total time {time.time() - t0:.0f} s.")
+    if not (a.quick or a.no_write):
+        write_section(
+            "## Third-party neurons (`make bench`, plugin cases)",
+            ["Command: `python benchmarks/run_all.py --only plugins` (also part of `make bench`). Methods in the "
+             "docstring of `benchmarks/plugin_cases.py`; medians of 3 rounds, interleaved.", ""],
+            lines,
+        )
+    return lines
+
+
 def write_docs(lines: list[str]) -> None:
-    path = ROOT / "docs" / "benchmarks.md"
-    text = path.read_text()
-    head = "## Speed and memory (`make bench`)"
-    body = "\n".join([
-        head, "",
+    write_section("## Speed and memory (`make bench`)", [
         "Command: `make bench` (`benchmarks/run_all.py`: builds `.benchenv` with the peers installed "
         "`--no-deps` over this torch, then runs every case for every library in one process, interleaved, "
         "medians of 3 rounds). Methods are in the docstring of `benchmarks/run_all.py`.", "",
@@ -382,14 +410,21 @@ def write_docs(lines: list[str]) -> None:
         "(`softspike.core.fused`, one C++ file built on first use with the system compiler, OpenMP on torch's",
         "own thread pool): forward runs the time loop per block of neurons and saves only X; backward",
         "recomputes H from X in cache and runs BPTT by hand. Where they do not apply (GPU tensors, float64,",
-        "ALIF, `reset_grad='straight_through'`, third-party surrogates) a tensor-op autograd Function runs;",
-        "third-party dynamics run the reference loop. `softspike.core.fused.backend_info()` says which.",
+        "ALIF, `reset_grad='straight_through'`, gates that declare no kernel) a tensor-op autograd Function runs;",
+        "a third-party dynamics takes them too when it declares a linear charge, else the compiled generic path",
+        "(see the plugin cases below). `softspike.core.fused.backend_info()` says which.",
         "The MNIST and conv models use `softspike.core.fused.SpikeLinear` for layers fed by spikes (sums the",
         "weight columns of the inputs that fired; bits saved for backward), the compiled Poisson sampler,",
         "and `compact_saved_spikes()` (binary tensors autograd saves are kept as bits).",
         "The peers use `nn.Linear` and `torch.rand` encoding; all use the same `nn.Conv2d`/`BatchNorm2d`.", "",
-        *lines,
-    ]).rstrip() + "\n"
+    ], lines)
+
+
+def write_section(head: str, intro: list[str], lines: list[str]) -> None:
+    """Replace (or append) the section `head` of docs/benchmarks.md."""
+    path = ROOT / "docs" / "benchmarks.md"
+    text = path.read_text()
+    body = "\n".join([head, "", *intro, *lines]).rstrip() + "\n"
     start = text.find(head)
     if start < 0:
         text = text.rstrip() + "\n\n" + body

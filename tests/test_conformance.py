@@ -11,12 +11,14 @@ import softspike
 from softspike.testing import (
     check_dynamics_gradcheck,
     check_encoder_output,
+    check_fused_matches_reference,
     check_multistep_matches_single,
     check_neuron_binary,
     check_plugin,
     check_surrogate_backward,
     inputs,
     params_for,
+    reset_values,
     shapes,
 )
 
@@ -30,11 +32,13 @@ sequences = st.tuples(st.integers(1, 6), shapes(1, 3, 4)).flatmap(lambda ts: inp
 
 @pytest.mark.parametrize("gate", SURROGATES)
 @pytest.mark.parametrize("name", NEURONS)
-@given(data=st.data(), x_seq=sequences, v_reset=st.sampled_from([0.0, -0.5, None]), detach=st.booleans(),
+@given(data=st.data(), x_seq=sequences, detach=st.booleans(),
        reset_grad=st.sampled_from(["surrogate", "straight_through"]))
 def test_spikes_are_binary_in_both_step_modes(name: str, gate: str, data: st.DataObject, x_seq: torch.Tensor,
-                                               v_reset: float | None, detach: bool, reset_grad: str) -> None:
-    params = data.draw(params_for(REG.neurons.get(name).params))
+                                               detach: bool, reset_grad: str) -> None:
+    entry = REG.neurons.get(name)
+    params = data.draw(params_for(entry.params))
+    v_reset = data.draw(st.sampled_from(reset_values(entry.factory, (0.0, -0.5, None))))
     gate_params = data.draw(params_for(REG.surrogates.get(gate).params))
     neuron = REG.neurons.create(name, **params, surrogate=REG.surrogates.create(gate, **gate_params),
                                 v_reset=v_reset, detach_reset=detach, reset_grad=reset_grad)
@@ -42,13 +46,15 @@ def test_spikes_are_binary_in_both_step_modes(name: str, gate: str, data: st.Dat
 
 
 @pytest.mark.parametrize("name", NEURONS)
-@given(data=st.data(), x_seq=sequences, v_reset=st.sampled_from([0.0, None]), detach=st.booleans(),
-       gate=st.sampled_from(SURROGATES))
+@given(data=st.data(), x_seq=sequences, detach=st.booleans(), gate=st.sampled_from(SURROGATES))
 def test_multistep_equals_single_step_calls(name: str, data: st.DataObject, x_seq: torch.Tensor,
-                                            v_reset: float | None, detach: bool, gate: str) -> None:
-    params = data.draw(params_for(REG.neurons.get(name).params))
+                                            detach: bool, gate: str) -> None:
+    entry = REG.neurons.get(name)
+    params = data.draw(params_for(entry.params))
+    v_reset = data.draw(st.sampled_from(reset_values(entry.factory)))
     neuron = REG.neurons.create(name, **params, surrogate=gate, v_reset=v_reset, detach_reset=detach)
     check_multistep_matches_single(neuron, x_seq)
+    check_fused_matches_reference(neuron, x_seq)
 
 
 @pytest.mark.parametrize("gate", SURROGATES)

@@ -128,8 +128,9 @@ def test_auto_picks_the_paths() -> None:
 class Quadratic(Dynamics):
     """A third-party dynamics: no fused kernel, so the reference loop runs."""
 
-    def charge(self, v: Tensor, x: Tensor, state: State, v_rest: float) -> Tensor:
-        return v + 0.1 * v * v + x
+    def charge(self, x: Tensor, state: State, v_rest: float) -> tuple[Tensor, State]:
+        v = state["v"]
+        return v + 0.1 * v * v + x, state
 
 
 class Bump(Surrogate):

@@ -63,8 +63,8 @@ class _MyDynamics(Dynamics):
         super().__init__()
         self.gain = gain
 
-    def charge(self, v, x, state, v_rest):  # type: ignore[no-untyped-def]
-        return v + self.gain * x
+    def charge(self, x, state, v_rest):  # type: ignore[no-untyped-def]
+        return state["v"] + self.gain * x, state
 
 
 def test_registration_rules() -> None:
@@ -97,4 +97,4 @@ def test_autoload_switch_still_loads_builtins() -> None:
     code = "import softspike; r = softspike.get_registry(); print(len(r.neurons), len(r.errors))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={"SOFTSPIKE_DISABLE_PLUGIN_AUTOLOAD": "1", "PATH": ""})
-    assert out.stdout.split() == ["4", "0"]
+    assert out.stdout.split() == ["5", "0"]

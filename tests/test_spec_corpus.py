@@ -16,7 +16,7 @@ EXPECTED: dict[str, str] = json.loads((BAD / "expected.json").read_text())
 def test_corpus_is_complete() -> None:
     files = {p.name for p in BAD.glob("*.json")} - {"expected.json"}
     assert files == set(EXPECTED)
-    assert len(files) >= 25
+    assert len(files) >= 60
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -47,3 +47,21 @@ def test_unknown_zoo_name_suggests_close_matches(capsys: pytest.CaptureFixture[s
     assert main(["validate", "mnist_fx"]) == 1
     err = capsys.readouterr().err
     assert "did you mean 'mnist_fc'" in err
+
+
+#: Specs that validate as documents but would crash later, or fail inside torch's allocator (issue 10).
+RESOURCE_BOMBS = ["linear_1e9_outputs.json", "conv_1e5_channels.json", "t_1e7.json", "input_shape_huge.json"]
+
+
+@pytest.mark.parametrize("command", ["summary", "train"])
+@pytest.mark.parametrize("name", [*RESOURCE_BOMBS, "residual_nested_40.json", "v_threshold_huge.json"])
+def test_summary_and_train_refuse_before_allocating(name: str, command: str,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    # train refuses before it reads any data: the dataset given does not even exist.
+    argv = [command, str(BAD / name)] + (["--dataset", "npz:/nonexistent.npz"] if command == "train" else [])
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"softspike {command}: error: ") and "Traceback" not in err
+    assert f".json: {EXPECTED[name]}: " in err
+    if name in RESOURCE_BOMBS:
+        assert "over the memory limit" in err and "--max-memory" in err

@@ -103,8 +103,8 @@ class Bursty(Dynamics):
         super().__init__()
         self.gain = gain
 
-    def charge(self, v: Tensor, x: Tensor, state: State, v_rest: float) -> Tensor:
-        return v + self.gain * x
+    def charge(self, x: Tensor, state: State, v_rest: float) -> tuple[Tensor, State]:
+        return state["v"] + self.gain * x, state
 
 
 def test_a_plugin_added_to_the_registry_joins_the_language() -> None:

@@ -9,10 +9,12 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "softspike-qif"
+IZHIKEVICH = ROOT / "examples" / "softspike-izhikevich"
 
 
 def _pip_install(src: Path, target: Path) -> None:
@@ -23,8 +25,13 @@ def _pip_install(src: Path, target: Path) -> None:
     )
 
 
+def _path(site: Path) -> str:
+    """The temporary site first, then whatever this test process was given (a source checkout)."""
+    return os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p)
+
+
 def _run(code: str, site: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    environ = {**os.environ, "PYTHONPATH": str(site), **env}
+    environ = {**os.environ, "PYTHONPATH": _path(site), **env}
     environ.pop("SOFTSPIKE_DISABLE_PLUGIN_AUTOLOAD", None)
     environ.update(env)
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environ, timeout=300)
@@ -54,6 +61,7 @@ def _broken_package(root: Path, dist: str, module: str, body: str) -> Path:
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     target = tmp_path_factory.mktemp("site")
     _pip_install(EXAMPLE, target)
+    _pip_install(IZHIKEVICH, target)
     return target
 
 
@@ -117,3 +125,62 @@ def test_broken_plugins_are_reported_and_skipped(tmp_path: Path, site: Path) -> 
     assert data["qif"] and not data["my_sigmoid"] and data["lif"] == "softspike"
     listing = _run("from softspike.cli import main; main(['plugins'])", site)
     assert listing.returncode == 0 and "skipped plugin 'broken_import' from softspike-broken-import" in listing.stderr
+
+
+def test_izhikevich_passes_the_conformance_suite_and_trains_from_a_json_spec(site: Path, tmp_path: Path) -> None:
+    check = textwrap.dedent("""
+        import json, torch, softspike
+        from softspike.testing import check_plugin
+        reg = softspike.get_registry()
+        check_plugin("neuron", "izhikevich", max_examples=8)
+        try:
+            reg.neurons.create("izhikevich", c=-40.0, v_peak=-50.0)
+            bad = ""
+        except softspike.core.ParameterError as err:
+            bad = str(err)
+        try:
+            reg.neurons.create("izhikevich", v_reset=None)
+            soft = ""
+        except softspike.core.ParameterError as err:
+            soft = str(err)
+        print(json.dumps({"dist": reg.neurons.get("izhikevich").distribution, "bad": bad, "soft": soft}))
+    """)
+    out = _run(check, site)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert got["dist"] == "softspike-izhikevich"
+    assert "v_peak" in got["bad"] and "above the reset c" in got["bad"]
+    assert "needs a hard reset" in got["soft"]
+
+    # Train a small net from a JSON spec with the command line, on separable synthetic data.
+    gen = np.random.default_rng(0)
+    y = gen.integers(0, 4, 256)
+    x = (gen.random((256, 8, 8)) < 0.1).astype(np.float32)
+    for k in range(4):
+        x[y == k, 2 * k:2 * k + 2, :] = 1.0
+    np.savez(tmp_path / "data.npz", x_train=x[:192], y_train=y[:192], x_test=x[192:], y_test=y[192:])
+    spec = {
+        "name": "izhikevich_small", "input_shape": [1, 8, 8], "T": 6, "encoder": {"type": "constant"},
+        "layers": [
+            {"type": "flatten"},
+            {"type": "linear", "out_features": 32},
+            {"type": "neuron", "neuron": {"type": "izhikevich", "gain": 20.0}},
+            {"type": "linear", "out_features": 4},
+            {"type": "neuron", "neuron": {"type": "izhikevich", "a": 0.1, "d": 2.0, "gain": 20.0}},
+        ],
+        "readout": {"type": "rate", "scale": 6.0},
+    }
+    (tmp_path / "izh.json").write_text(json.dumps(spec))
+    train = subprocess.run(
+        [sys.executable, "-m", "softspike", "train", str(tmp_path / "izh.json"), "--dataset",
+         f"npz:{tmp_path / 'data.npz'}", "--epochs", "3", "--batch-size", "32", "--lr", "0.01", "--quiet",
+         "--logdir", str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=300,
+        env={**{k: v for k, v in os.environ.items() if k != "SOFTSPIKE_DISABLE_PLUGIN_AUTOLOAD"},
+             "PYTHONPATH": _path(site)},
+    )
+    assert train.returncode == 0, train.stderr
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    epochs = metrics["epochs"]
+    assert len(epochs) == 3
+    assert epochs[-1]["train_loss"] < epochs[0]["train_loss"]

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from softspike.cli import main
+from softspike.core.errors import ParameterError
 from softspike.train import CheckpointError, load_checkpoint, save_checkpoint
 from softspike.train.checkpoint import atomic_write
 
@@ -98,10 +99,22 @@ def test_resume_without_a_checkpoint_says_so(run_dir: Path, capsys: pytest.Captu
 
 
 def test_bad_training_options_are_named(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert _train(run_dir, "--batch-size", "0") == 1
-    assert "--batch-size: Input should be greater than or equal to 1" in capsys.readouterr().err
-    assert _train(run_dir, "--device", "nonsense") == 1
-    assert "--device 'nonsense' is not usable here" in capsys.readouterr().err
+    # The command line refuses them before torch runs (argparse: exit 2) ...
+    with pytest.raises(SystemExit) as stop:
+        _train(run_dir, "--batch-size", "0")
+    assert stop.value.code == 2
+    assert "argument --batch-size: 0 is out of range: give a whole number >= 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        _train(run_dir, "--device", "nonsense")
+    assert "'nonsense' is not a device softspike runs on" in capsys.readouterr().err
+    # ... and the Python API by the same bounds.
+    from softspike.models import check_spec
+    from softspike.train import fit
+
+    with pytest.raises(ParameterError, match="--batch-size: Input should be greater than or equal to 1"):
+        fit(check_spec(SPEC), {"dataset": f"npz:{run_dir / 'd.npz'}", "batch_size": 0})
+    with pytest.raises(ParameterError, match="is not a device softspike runs on"):
+        fit(check_spec(SPEC), {"dataset": f"npz:{run_dir / 'd.npz'}", "device": "meta"})
 
 
 def test_an_unwritable_checkpoint_directory_is_a_clear_error(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,10 +8,10 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from softspike.core.errors import SoftspikeError
-
 #: Subcommand modules, in the order `softspike --help` lists them.
-COMMANDS = ("info", "plugins", "validate", "schema", "summary", "train", "evaluate")
+COMMANDS = (
+    "info", "plugins", "check", "validate", "schema", "summary", "train", "evaluate", "predict", "plot", "nir", "plan",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,7 +25,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one command; errors are one line on stderr and exit 1, Ctrl-C at any moment exit 130."""
+    try:  # building the parser imports torch: seconds in which Ctrl-C must not print a traceback
+        from softspike.core.errors import SoftspikeError
+
+        args = build_parser().parse_args(argv)
+    except KeyboardInterrupt:
+        print("softspike: interrupted", file=sys.stderr)
+        return 130
     try:
         code: int = args.run(args)
     except SoftspikeError as err:

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     print("plugins: " + ", ".join(f"{n} {k}s" for k, n in info["plugins"].items())
           + (f" ({info['plugin_errors']} skipped: see `softspike plugins`)" if info["plugin_errors"] else ""))
     print(f"multi-step path by default: {fused['default']}")
-    for name in ("native", "torch", "reference"):
+    for name in ("native", "torch", "compiled", "reference"):
         entry = fused[name]
         state = "available" if entry["available"] else f"unavailable ({entry.get('status', '')})"
         print(f"  {name:<10} {state}: {entry['scope']}")

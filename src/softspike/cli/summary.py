@@ -1,54 +1,81 @@
-"""`softspike summary SPEC`: a table of layers, output shapes and parameter counts."""
+"""`softspike summary SPEC`: every part of a spec with all its settings, output shapes, parameter
+counts and activation sizes; computed from the spec alone (nothing is built)."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from softspike.models.builder import build, count_parameters
+from softspike.cli.validate import add_limit_options, check_limit
+from softspike.core.registry import get_registry
+from softspike.models.layers import numel, part_params
+from softspike.models.limits import BYTES_PER_VALUE, format_size
 from softspike.models.load import load_spec
+
+HEADER = ("LAYER", "TYPE", "SETTINGS", "OUTPUT SHAPE", "PARAMS", "ACTIVATIONS")
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("summary", help="table of a spec's layers, output shapes and parameters")
+    p = sub.add_parser("summary", help="table of a spec's layers, settings, output shapes, parameters and memory")
     p.add_argument("spec", metavar="SPEC", help="a spec file, or the name of a zoo spec")
+    add_limit_options(p)
     p.set_defaults(run=run)
+
+
+def _call(name: str, params: dict[str, Any]) -> str:
+    return f"{name}(" + ", ".join(f"{k}={v}" for k, v in params.items()) + ")"
+
+
+def describe_part(part: Any) -> str:
+    """A tagged spec part (neuron, surrogate, encoder, readout) as `type(param=value, ...)`."""
+    return _call(part.type, part_params(part))
 
 
 def _describe(layer: Any) -> str:
     if layer.type == "neuron":
-        params = ", ".join(f"{k}={v}" for k, v in layer.neuron.model_dump().items() if k != "type")
-        reset = "soft" if layer.v_reset is None else f"v_reset={layer.v_reset}"
-        gate = layer.surrogate.type if layer.surrogate is not None else "sigmoid"
-        return f"{layer.neuron.type}({params}) v_th={layer.v_threshold} {reset} {gate}"
-    keep = {k: v for k, v in layer.model_dump().items() if k not in ("type", "layers") and v is not None}
-    return ", ".join(f"{k}={v}" for k, v in keep.items())
+        if layer.surrogate is not None:
+            gate = describe_part(layer.surrogate)
+        else:  # what the neuron falls back to: the sigmoid gate with its defaults
+            gate = _call("sigmoid", get_registry().surrogates.get("sigmoid").defaults())
+        reset = "v_reset=None (soft)" if layer.v_reset is None else f"v_reset={layer.v_reset}"
+        return (f"{describe_part(layer.neuron)} v_threshold={layer.v_threshold} {reset} {gate} "
+                f"detach_reset={layer.detach_reset} reset_grad={layer.reset_grad}")
+    keep = {k: getattr(layer, k) for k in type(layer).model_fields if k not in ("type", "layers")}
+    return ", ".join(f"{k}={v}" for k, v in keep.items() if v is not None)
 
 
-def table(arg: str) -> list[tuple[str, str, str, str, str]]:
+def _shape(shape: Any) -> str:
+    return "[T, B, " + ", ".join(map(str, shape)) + "]"
+
+
+def table(arg: str, batch_size: int, max_memory: int | None = None) -> tuple[list[tuple[str, ...]], str]:
+    """The rows (input, every layer, readout, total) and the memory line; SpecError over the limit."""
     checked = load_spec(arg)
-    net = build(checked)
-    modules = dict(net.layer_paths)
-    rows = []
-    for info in checked.layers:
-        own = 0 if info.layer.type == "residual" else count_parameters(modules[info.path])
-        name = "  " * info.depth + info.path.rsplit(".", 1)[-1]
-        shape = "[T, B, " + ", ".join(map(str, info.out_shape)) + "]"
-        rows.append((name, info.layer.type, _describe(info.layer), shape, f"{own:,}"))
+    memory = check_limit(checked, batch_size, max_memory)
     spec = checked.spec
-    rows.insert(0, ("input", spec.encoder.type, f"T={spec.T}", "[T, B, " + ", ".join(map(str, spec.input_shape)) + "]",
-                    "0"))
-    rows.append(("total", "", "", "", f"{count_parameters(net):,}"))
-    return rows
+    per_sample = spec.T * batch_size * BYTES_PER_VALUE
+    input_acts = per_sample * numel(spec.input_shape)
+    rows: list[tuple[str, ...]] = [("input", "encoder", f"{describe_part(spec.encoder)} T={spec.T}",
+                                    _shape(spec.input_shape), f"{checked.encoder_params:,}", format_size(input_acts))]
+    total_acts = input_acts
+    for info in checked.layers:
+        name = "  " * info.depth + info.path.rsplit(".", 1)[-1]
+        acts = info.activations * per_sample
+        total_acts += acts
+        rows.append((name, info.layer.type, _describe(info.layer), _shape(info.out_shape), f"{info.params:,}",
+                     format_size(acts)))
+    rows.append(("readout", spec.readout.type, describe_part(spec.readout), f"[B, {checked.num_classes}]", "0", "0 B"))
+    rows.append(("total", "", "", "", f"{checked.num_parameters:,}", format_size(total_acts)))
+    return rows, f"{spec.name}: {memory}; activations are for batch size {batch_size}"
 
 
 def run(args: argparse.Namespace) -> int:
-    rows = table(args.spec)
-    header = ("LAYER", "TYPE", "SETTINGS", "OUTPUT SHAPE", "PARAMS")
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(5)]
-    for i, r in enumerate([header, *rows]):
+    rows, memory = table(args.spec, args.batch_size, args.max_memory)
+    widths = [max(len(r[i]) for r in [HEADER, *rows]) for i in range(len(HEADER))]
+    for i, r in enumerate([HEADER, *rows]):
         if i == len(rows):
-            print("-" * (sum(widths) + 8))
+            print("-" * (sum(widths) + 2 * (len(widths) - 1)))
         cells = [f"{cell:<{w}}" for cell, w in zip(r[:4], widths)]
-        print("  ".join([*cells, f"{r[4]:>{widths[4]}}"]))
+        print("  ".join([*cells, *(f"{cell:>{w}}" for cell, w in zip(r[4:], widths[4:]))]))
+    print(memory)
     return 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from softspike.cli.options import count_option, device_option, float_option, int_option
+from softspike.cli.validate import add_limit_options, check_limit
 from softspike.core.errors import SoftspikeError
 from softspike.train.config import TrainConfig
 
@@ -17,25 +19,44 @@ def add_parser(sub: Any) -> None:
                    f"tonic:NMNIST|DVSGesture|SHD[,options] (default {d.dataset})")
     p.add_argument("--data-root", metavar="DIR", help=f"where datasets live (default {d.data_root})")
     p.add_argument("--download", action="store_true", default=None, help="fetch the dataset if it is missing")
-    p.add_argument("--epochs", type=int, help=f"total epochs (default {d.epochs})")
-    p.add_argument("--batch-size", type=int, help=f"default {d.batch_size}")
-    p.add_argument("--lr", type=float, help=f"learning rate (default {d.lr})")
+    p.add_argument("--epochs", type=int_option("epochs"), help=f"total epochs (default {d.epochs})")
+    p.add_argument("--batch-size", type=int_option("batch_size"), help=f"default {d.batch_size}")
+    p.add_argument("--lr", type=float_option("lr"), help=f"learning rate (default {d.lr})")
     p.add_argument("--optimizer", choices=("adam", "sgd"), help="default adam")
-    p.add_argument("--weight-decay", type=float, help="default 0")
+    p.add_argument("--weight-decay", type=float_option("weight_decay"), help="default 0")
     p.add_argument("--loss", choices=("cross_entropy", "mse"),
                    help="cross_entropy on the readout (the 2020 loss at readout scale 1) or mse to one-hot rates")
     p.add_argument("--schedule", choices=("constant", "cosine"), help="learning-rate schedule (default constant)")
-    p.add_argument("--augment-shift", type=int, metavar="PIXELS", help="random image shifts (default 0: off)")
-    p.add_argument("--train-subset", type=int, metavar="N", help="train on the first N samples only")
-    p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default cpu)")
-    p.add_argument("--seed", type=int, help=f"default {d.seed}")
+    p.add_argument("--augment-shift", type=int_option("augment_shift"), metavar="PIXELS",
+                   help="random image shifts (default 0: off)")
+    p.add_argument("--train-subset", type=int_option("train_subset"), metavar="N",
+                   help="train on the first N samples only")
+    p.add_argument("--device", type=device_option, help="cpu, cuda, cuda:1, ... (default cpu)")
+    p.add_argument("--seed", type=int_option("seed"), help=f"default {d.seed}")
     p.add_argument("--logdir", metavar="DIR", help="TensorBoard logs and metrics.json go here")
     p.add_argument("--checkpoint", metavar="DIR", help="write DIR/last.pt every epoch (atomically)")
-    p.add_argument("--checkpoint-every", type=int, metavar="STEPS", help="also checkpoint every STEPS steps")
+    p.add_argument("--checkpoint-every", type=int_option("checkpoint_every"), metavar="STEPS",
+                   help="also checkpoint every STEPS steps")
     p.add_argument("--resume", action="store_true", help="continue the run saved in --checkpoint DIR")
+    p.add_argument("--overwrite", action="store_true", help="replace another spec's checkpoint in --checkpoint DIR")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no line per epoch")
-    p.set_defaults(run=run)
+    add_limit_options(p, batch_size=False)
+    add_distributed_options(p)
+    p.set_defaults(run=run, parser=p)
+
+
+def add_distributed_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("several processes (see docs/pipelines.md)")
+    g.add_argument("--pipeline", metavar="PLAN", help="run the stages of a `softspike plan` file, one process each "
+                   "(start the processes with torchrun --nproc-per-node S, or with --nproc)")
+    g.add_argument("--ddp", action="store_true", help="data parallel: one replica per process (with --pipeline: "
+                   "processes / stages replicas of every stage)")
+    g.add_argument("--nproc", type=count_option(1, 1024), metavar="N",
+                   help="start N processes here with torch's elastic launcher; "
+                   "without --pipeline or --ddp, plan N pipeline stages first")
+    g.add_argument("--microbatches", type=count_option(1, 1 << 20), metavar="M",
+                   help="micro-batches when --nproc plans (default N)")
 
 
 def options(args: argparse.Namespace) -> dict[str, Any]:
@@ -53,9 +74,15 @@ def run(args: argparse.Namespace) -> int:
     from softspike.train.loop import fit
 
     checked = load_spec(args.spec)
+    check_limit(checked, args.batch_size or TrainConfig().batch_size, args.max_memory, args.device or "cpu")
+    if args.pipeline is not None or args.ddp or args.nproc is not None:
+        from softspike.pipelines.launch import train_command
+
+        return train_command(args, checked, options(args))
     try:
         with plain_warnings("softspike train"):  # layer warnings as one line, not a source excerpt
-            metrics = fit(checked, options(args), args.logdir, args.checkpoint, args.resume, verbose=not args.quiet)
+            metrics = fit(checked, options(args), args.logdir, args.checkpoint, args.resume, verbose=not args.quiet,
+                          overwrite=args.overwrite)
     except OSError as err:  # an unwritable --logdir or --checkpoint, a full disk
         raise SoftspikeError(f"{err.filename or 'file system'}: {err.strerror or err}") from None
     final = metrics["final"]

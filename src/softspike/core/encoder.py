@@ -2,7 +2,8 @@
 
 `encode(x, T)` returns [T, *x.shape] from a fresh start (multi-step, what spec networks use);
 calling the encoder, `enc(x)`, gives one time step per call, as in the 2020 API, with any state
-(a step counter, the previous input) kept until `reset()`.
+(a step counter, the previous input) kept until `reset()`. A time-dependent encoder called on
+an input other than the one it is stepping through starts that new input at step 0.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ class Encoder(nn.Module, metaclass=abc.ABCMeta):
         super().__init__()
         self.t = 0
         self._seq: Tensor | None = None
+        self._input: Tensor | None = None  # what _seq encodes (a copy: the caller may reuse its tensor)
 
     @abc.abstractmethod
     def encode(self, x: Tensor, T: int) -> Tensor:
@@ -30,11 +32,20 @@ class Encoder(nn.Module, metaclass=abc.ABCMeta):
         T = self.steps_per_sample()
         if T is None:
             return self.encode(x, 1)[0]
-        if self._seq is None or self._seq.shape[1:] != x.shape or self.t >= T:
-            self._seq, self.t = self.encode(x, T), 0
+        if self._seq is None or self.t >= T or not self._encodes(x):
+            # A new sample (or batch) starts over, whatever its shape: never replay another input.
+            self._seq, self._input, self.t = self.encode(x, T), x.detach().clone(), 0
         out = self._seq[self.t]
         self.t += 1
         return out
+
+    def _encodes(self, x: Tensor) -> bool:
+        """Whether the kept sequence was encoded from these very values."""
+        kept = self._input
+        return (
+            kept is not None and kept.shape == x.shape and kept.dtype == x.dtype and kept.device == x.device
+            and torch.equal(kept, x.detach())
+        )
 
     def steps_per_sample(self) -> int | None:
         """For time-dependent encoders in single-step use: how many steps a sample spans."""
@@ -43,6 +54,7 @@ class Encoder(nn.Module, metaclass=abc.ABCMeta):
     def reset(self) -> None:
         self.t = 0
         self._seq = None
+        self._input = None
 
 
 def check_intensity(x: Tensor, where: str) -> Tensor:
@@ -52,6 +64,10 @@ def check_intensity(x: Tensor, where: str) -> Tensor:
         raise TypeError(f"{where}: expected a floating-point tensor of intensities in [0, 1], got {got}")
     if x.numel():
         lo, hi = torch.aminmax(x.detach())  # one pass over the input, not two
+        if torch.compiler.is_compiling():
+            # A traced graph cannot branch on values: the check runs inside it (NaN fails it too).
+            torch._assert_async((lo >= 0) & (hi <= 1), f"{where}: intensities must lie in [0, 1]")
+            return x
         if bool(lo < 0) or bool(hi > 1) or bool(torch.isnan(lo)):
             raise ValueError(
                 f"{where}: intensities must lie in [0, 1], got min {float(lo):.4g}, max {float(hi):.4g};"

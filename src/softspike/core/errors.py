@@ -21,3 +21,8 @@ class UnknownPluginError(SoftspikeError, LookupError):
 
 class StateError(SoftspikeError, ValueError):
     """Single-step state that does not fit the input (forgotten `reset()`)."""
+
+
+class KernelInputError(SoftspikeError, ValueError):
+    """Arguments a compiled kernel (a `torch.ops.softspike` operator) cannot take: wrong device,
+    dtype, shape or value."""

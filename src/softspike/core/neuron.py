@@ -1,40 +1,66 @@
 """Spiking neurons: a dynamics plus fire and reset, run one step at a time or over a sequence.
 
-    H(t) = f(V(t-1), X(t))                      charge (the dynamics)
+    H(t), state = charge(X(t), state)           the dynamics (V(t-1) is state["v"])
     S(t) = Θ(H(t) - θ(t))                       fire, Θ(0) = 1, backward σ'(H - θ)
     V(t) = H(t)·(1 - S(t)) + V_reset·S(t)        hard reset (V_reset a number)
     V(t) = H(t) - θ(t)·S(t)                      soft reset (V_reset = None)
+    state = after_fire(H(t), S(t), state)        the dynamics' own state after the spikes
 
 Through the reset the gradient follows the surrogate (default), is cut (`detach_reset=True`), or
 takes the 2020 straight-through form (`reset_grad="straight_through"`): V has the value of the hard
-reset and the gradient of H·(1 - σ) + V_reset·σ, with σ = surrogate.primitive(H - θ).
+reset and the gradient of H·(1 - σ) + V_reset·σ, with σ = surrogate.primitive(H - θ). All of this is
+applied here, once, for every dynamics.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
 from softspike.core.dynamics import Dynamics, State
-from softspike.core.errors import StateError
+from softspike.core.errors import ParameterError, StateError
 from softspike.core.surrogate import Surrogate, spike
 
 ResetGrad = Literal["surrogate", "straight_through"]
 StepMode = Literal["s", "m"]
+SpikeFn = Callable[[Tensor, Surrogate], Tensor]
 
 
 @dataclass(frozen=True)
 class FireConfig:
-    """Everything a neuron adds to its dynamics: threshold, reset and the surrogate."""
+    """Everything a neuron adds to its dynamics: threshold, reset and the surrogate.
+
+    Validated here and only here; a neuron keeps one and replaces it when a setting changes.
+    """
 
     v_threshold: float
     v_reset: float | None
     surrogate: Surrogate
     detach_reset: bool = False
     reset_grad: ResetGrad = "surrogate"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.surrogate, Surrogate):
+            raise TypeError(
+                f"surrogate must be a softspike Surrogate or a registered name, got {type(self.surrogate).__name__}"
+            )
+        th = float(self.v_threshold)
+        if not math.isfinite(th):
+            raise ValueError(f"v_threshold must be a finite number, got {self.v_threshold}")
+        object.__setattr__(self, "v_threshold", th)
+        if self.v_reset is not None:
+            vr = float(self.v_reset)
+            if not math.isfinite(vr):
+                raise ValueError(f"v_reset must be a finite number or None (soft reset), got {self.v_reset}")
+            object.__setattr__(self, "v_reset", vr)
+        if self.reset_grad not in ("surrogate", "straight_through"):
+            raise ValueError(f"reset_grad must be 'surrogate' or 'straight_through', got {self.reset_grad!r}")
+        object.__setattr__(self, "detach_reset", bool(self.detach_reset))
 
     @property
     def v_rest(self) -> float:
@@ -47,10 +73,10 @@ def _reset(h: Tensor, s: Tensor, theta: Tensor | float, v_reset: float | None) -
     return h * (1.0 - s) + v_reset * s
 
 
-def fire_reset(h: Tensor, theta: Tensor | float, cfg: FireConfig) -> tuple[Tensor, Tensor]:
-    """Fire on H and reset it: returns (S, V)."""
+def fire_reset(h: Tensor, theta: Tensor | float, cfg: FireConfig, spike_fn: SpikeFn = spike) -> tuple[Tensor, Tensor]:
+    """Fire on H and reset it: returns (S, V). `spike_fn` is the spike op (swapped by the compiled path)."""
     x = h - theta
-    s = spike(x, cfg.surrogate)
+    s = spike_fn(x, cfg.surrogate)
     if cfg.detach_reset:
         return s, _reset(h, s.detach(), theta, cfg.v_reset)
     if cfg.reset_grad == "straight_through":
@@ -60,27 +86,41 @@ def fire_reset(h: Tensor, theta: Tensor | float, cfg: FireConfig) -> tuple[Tenso
     return s, _reset(h, s, theta, cfg.v_reset)
 
 
-def neuron_step(
-    dynamics: Dynamics, cfg: FireConfig, x: Tensor, v: Tensor, state: State
-) -> tuple[Tensor, Tensor, State]:
-    """One time step: (X(t), V(t-1), state) -> (S(t), V(t), state)."""
-    h = dynamics.charge(v, x, state, cfg.v_rest)
+def step_parts(
+    dynamics: Dynamics, cfg: FireConfig, x: Tensor, state: State, spike_fn: SpikeFn = spike
+) -> tuple[Tensor, Tensor | float, Tensor, State]:
+    """One time step, with its intermediates: (H, θ, S, state(t)); the state holds V under "v"."""
+    h, new = dynamics.charge(x, state, cfg.v_rest)
     theta = dynamics.threshold(cfg.v_threshold, state)
-    s, v = fire_reset(h, theta, cfg)
-    return s, v, dynamics.update(state, s)
+    s, v = fire_reset(h, theta, cfg, spike_fn)
+    new = dict(new)
+    new["v"] = v
+    new = dict(dynamics.after_fire(h, s, new))
+    new["v"] = v  # the library owns V: the reset means the same for every dynamics
+    return h, theta, s, new
 
 
-def resting(dynamics: Dynamics, cfg: FireConfig, like: Tensor) -> tuple[Tensor, State]:
-    """V and the extra state at rest, shaped like one step of input."""
-    return torch.full_like(like, cfg.v_rest), dynamics.initial_state(like)
+def neuron_step(
+    dynamics: Dynamics, cfg: FireConfig, x: Tensor, state: State, spike_fn: SpikeFn = spike
+) -> tuple[Tensor, State]:
+    """One time step: (X(t), state(t-1)) -> (S(t), state(t)); the state holds V under "v"."""
+    _, _, s, new = step_parts(dynamics, cfg, x, state, spike_fn)
+    return s, new
+
+
+def resting(dynamics: Dynamics, cfg: FireConfig, like: Tensor) -> State:
+    """The whole state at rest (V = V_rest and the dynamics' own), shaped like one step of input."""
+    state = dict(dynamics.initial_state(like, cfg.v_rest))
+    state["v"] = torch.full_like(like, cfg.v_rest)
+    return state
 
 
 def multistep_reference(dynamics: Dynamics, cfg: FireConfig, x_seq: Tensor) -> Tensor:
-    """The reference time loop over [T, B, ...] from rest; every fused kernel must match it."""
-    v, state = resting(dynamics, cfg, x_seq[0])
+    """The reference time loop over [T, B, ...] from rest; every fused path must match it."""
+    state = resting(dynamics, cfg, x_seq[0])
     out = []
     for x in x_seq:
-        s, v, state = neuron_step(dynamics, cfg, x, v, state)
+        s, state = neuron_step(dynamics, cfg, x, state)
         out.append(s)
     return torch.stack(out)
 
@@ -99,9 +139,12 @@ class Neuron(nn.Module):
     """A spiking neuron layer: drop it into `nn.Sequential` like an activation function.
 
     Single-step mode (`step_mode="s"`, the default) takes one time step per call and keeps the
-    membrane in `.v` between calls; call `.reset()` (or `softspike.reset(net)`) between samples.
-    Multi-step mode (`step_mode="m"`) takes [T, B, ...] and returns spikes [T, B, ...], starting
-    from rest at every call.
+    membrane in `.v` (and the dynamics' other variables in `.state`) between calls; call `.reset()`
+    (or `softspike.reset(net)`) between samples. Multi-step mode (`step_mode="m"`) takes [T, B, ...]
+    and returns spikes [T, B, ...], starting from rest at every call.
+
+    Settings live once, in `cfg` (a validated `FireConfig`): assigning `neuron.surrogate = gate`
+    swaps the gate every path uses from the next call on.
     """
 
     def __init__(
@@ -119,42 +162,54 @@ class Neuron(nn.Module):
         if not isinstance(dynamics, Dynamics):
             raise TypeError(f"dynamics must be a softspike Dynamics, got {type(dynamics).__name__}")
         if isinstance(surrogate, str) or surrogate is None:
+            # Only for a neuron built by hand: the registry's own `neurons.create` resolves names
+            # in its own catalog and passes a gate.
             from softspike.core.registry import get_registry
 
             surrogate = get_registry().surrogates.create(surrogate or "sigmoid")
-        if not isinstance(surrogate, Surrogate):
-            raise TypeError(f"surrogate must be a softspike Surrogate or a name, got {type(surrogate).__name__}")
-        v_threshold = float(v_threshold)
-        if not torch.isfinite(torch.tensor(v_threshold)):
-            raise ValueError(f"v_threshold must be a finite number, got {v_threshold}")
-        if v_reset is not None:
-            v_reset = float(v_reset)
-            if not torch.isfinite(torch.tensor(v_reset)):
-                raise ValueError(f"v_reset must be a finite number or None (soft reset), got {v_reset}")
-        if reset_grad not in ("surrogate", "straight_through"):
-            raise ValueError(f"reset_grad must be 'surrogate' or 'straight_through', got {reset_grad!r}")
+        cfg = FireConfig(v_threshold, v_reset, surrogate, detach_reset, reset_grad)  # type: ignore[arg-type]
+        if cfg.v_reset is None and not dynamics.soft_reset_ok:
+            raise ParameterError(
+                f"{type(dynamics).__name__} needs a hard reset: give v_reset a number (its membrane runs away "
+                "under a soft reset)"
+            )
         self.dynamics = dynamics
-        self.surrogate = surrogate
-        self.cfg = FireConfig(v_threshold, v_reset, surrogate, bool(detach_reset), reset_grad)
+        self._cfg = cfg
+        self.surrogate = cfg.surrogate
         self.step_mode = step_mode
         self.backend = backend
-        #: The multi-step path the last call took: "native", "torch" or "reference" (see core.fused).
+        #: The multi-step path the last call took (see `softspike.core.fused`).
         self.backend_used: str | None = None
-        self.v: Tensor | float = self.cfg.v_rest
+        self.v: Tensor | float = cfg.v_rest
         self.state: State = {}
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "surrogate" and not isinstance(value, Surrogate):
+            raise TypeError(
+                f"surrogate must be a softspike Surrogate, got {type(value).__name__}; for a registered gate by "
+                "name use softspike.get_registry().surrogates.create(name)"
+            )
+        super().__setattr__(name, value)
+        if name == "surrogate" and "_cfg" in self.__dict__ and self._cfg.surrogate is not value:
+            self.__dict__["_cfg"] = replace(self._cfg, surrogate=value)  # validates the new gate
+
+    @property
+    def cfg(self) -> FireConfig:
+        """The neuron's settings; the one place every path reads them from."""
+        return self._cfg
 
     # -- the 2020 attribute names -------------------------------------------------------------
     @property
     def v_threshold(self) -> float:
-        return self.cfg.v_threshold
+        return self._cfg.v_threshold
 
     @property
     def v_reset(self) -> float | None:
-        return self.cfg.v_reset
+        return self._cfg.v_reset
 
     @property
     def detach_reset(self) -> bool:
-        return self.cfg.detach_reset
+        return self._cfg.detach_reset
 
     @property
     def step_mode(self) -> StepMode:
@@ -167,16 +222,17 @@ class Neuron(nn.Module):
         self._step_mode = mode
 
     def extra_repr(self) -> str:
-        reset = "soft" if self.cfg.v_reset is None else f"v_reset={self.cfg.v_reset}"
-        extra = ", detach_reset=True" if self.cfg.detach_reset else ""
-        if self.cfg.reset_grad != "surrogate":
-            extra += f", reset_grad={self.cfg.reset_grad!r}"
-        return f"v_threshold={self.cfg.v_threshold}, {reset}{extra}, step_mode={self.step_mode!r}"
+        cfg = self._cfg
+        reset = "soft" if cfg.v_reset is None else f"v_reset={cfg.v_reset}"
+        extra = ", detach_reset=True" if cfg.detach_reset else ""
+        if cfg.reset_grad != "surrogate":
+            extra += f", reset_grad={cfg.reset_grad!r}"
+        return f"v_threshold={cfg.v_threshold}, {reset}{extra}, step_mode={self.step_mode!r}"
 
     # -- state ----------------------------------------------------------------------------------
     def reset(self) -> None:
         """Back to rest: forget the membrane and every extra state variable."""
-        self.v = self.cfg.v_rest
+        self.v = self._cfg.v_rest
         self.state = {}
 
     def detach(self) -> None:
@@ -195,16 +251,19 @@ class Neuron(nn.Module):
         """One time step; the membrane carries over to the next call until `reset()`."""
         _check_float(x, f"{type(self).__name__}.single_step")
         if isinstance(self.v, Tensor):
-            v, state = self.v, self.state
+            v = self.v
             if v.shape != x.shape or v.device != x.device:
                 raise StateError(
                     f"{type(self).__name__}: the kept membrane has shape {tuple(v.shape)} on {v.device}, "
                     f"but this input has shape {tuple(x.shape)} on {x.device}. Call reset() on the neuron "
                     "(or softspike.reset(net)) before feeding a new sample or batch."
                 )
+            state = {**self.state, "v": v}
         else:
-            v, state = resting(self.dynamics, self.cfg, x)
-        s, self.v, self.state = neuron_step(self.dynamics, self.cfg, x, v, state)
+            state = resting(self.dynamics, self._cfg, x)
+        s, state = neuron_step(self.dynamics, self._cfg, x, state)
+        self.v = state.pop("v")
+        self.state = state
         return s
 
     def multi_step(self, x_seq: Tensor) -> Tensor:
@@ -219,8 +278,8 @@ class Neuron(nn.Module):
             raise ValueError(f"{type(self).__name__}: multi-step input has T = 0 time steps")
         if self.backend == "reference":
             self.backend_used = "reference"
-            return multistep_reference(self.dynamics, self.cfg, x_seq)
+            return multistep_reference(self.dynamics, self._cfg, x_seq)
         from softspike.core import fused  # imported here: fused builds on this module
 
-        self.backend_used = fused.select_backend(self.dynamics, self.cfg, x_seq, self.backend)
-        return fused.run(self.backend_used, self.dynamics, self.cfg, x_seq)
+        self.backend_used, out = fused.execute(self.dynamics, self._cfg, x_seq, self.backend)
+        return out

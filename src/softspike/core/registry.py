@@ -1,4 +1,4 @@
-"""The plugin registry: one catalog per kind (neurons, surrogates, encoders), filled through pluggy.
+"""The plugin registry: one catalog per kind (neurons, surrogates, encoders, layers), filled through pluggy.
 
 Discovery happens once, on first use of `get_registry()`: every entry point in the group `softspike`
 is imported and its `softspike_register` hook is called with a registrar that records which
@@ -151,6 +151,10 @@ class Catalog(Generic[T]):
         """Validate `params` against the entry's schema and build it."""
         entry = self.get(name)
         valid = entry.validate(**params)
+        # Validated once: a factory that takes the params object gets it as is.
+        from_params = getattr(entry.factory, "from_params", None)
+        if callable(from_params):
+            return from_params(valid)  # type: ignore[no-any-return]
         return entry.factory(**valid.model_dump())
 
     def schema(self, name: str) -> dict[str, Any]:
@@ -162,15 +166,65 @@ class NeuronCatalog(Catalog[Any]):
     """Neuron dynamics. `create` returns a ready neuron module; neuron options go beside the
     dynamics' own parameters: `create("lif", tau=2.0, v_threshold=1.0, surrogate="atan")`."""
 
+    def __init__(self, kind: str, base: type | None, surrogates: Catalog[Any]) -> None:
+        super().__init__(kind, base)
+        self.surrogates = surrogates  # gates named in `create` come from the same registry
+
+    def add(self, name: str, factory: Callable[..., Any], params: type[BaseModel] | None = None, *,
+            doc: str | None = None, distribution: str = RUNTIME) -> Entry[Any]:
+        """As `Catalog.add`, refusing a params model with a field named like a neuron option: `create`
+        routes those names to the neuron, so such a field could never be set and every spec using
+        the plugin would fail at build time instead of here."""
+        entry = super().add(name, factory, params, doc=doc, distribution=distribution)
+        names = {f.alias or n for n, f in entry.params.model_fields.items()} | set(entry.params.model_fields)
+        clash = sorted(names.intersection(NEURON_OPTIONS))
+        if clash:
+            del self._entries[name]
+            raise RegistryError(
+                f"neuron {name!r} (from {distribution}): its params model has field(s) {', '.join(clash)}, which "
+                f"are neuron options every neuron takes ({', '.join(NEURON_OPTIONS)}); rename them in the plugin"
+            )
+        return entry
+
     def create(self, name: str, **params: Any) -> Any:
         from softspike.core.neuron import Neuron
 
         options = {k: params.pop(k) for k in list(params) if k in NEURON_OPTIONS}
+        gate = options.get("surrogate")
+        if gate is None or isinstance(gate, str):
+            options["surrogate"] = self.surrogates.create(gate or "sigmoid")
         dynamics = super().create(name, **params)
         return Neuron(dynamics, **options)
 
     def create_dynamics(self, name: str, **params: Any) -> Any:
         return super().create(name, **params)
+
+
+class LayerCatalog(Catalog[Any]):
+    """Layer types of the spec language. A layer type is its own params model: a pydantic class
+    (subclass `softspike.models.LayerSpec`) with `out_shape(in_shape, context)` and
+    `build(in_shape, context)`; `add("my_layer", MyLayer)` makes `{"type": "my_layer", ...}` a layer."""
+
+    def add(
+        self,
+        name: str,
+        factory: Callable[..., Any],
+        params: type[BaseModel] | None = None,
+        *,
+        doc: str | None = None,
+        distribution: str = RUNTIME,
+    ) -> Entry[Any]:
+        where = f"layer '{name}' (from {distribution})"
+        if not (isinstance(factory, type) and issubclass(factory, BaseModel)):
+            raise RegistryError(f"{where}: a layer type is a pydantic model class (subclass "
+                                f"softspike.models.LayerSpec), got {factory!r}")
+        if params is not None and params is not factory:
+            raise RegistryError(f"{where}: a layer type is its own params model; leave params out")
+        missing = [m for m in ("out_shape", "build") if not callable(getattr(factory, m, None))]
+        if missing:
+            raise RegistryError(f"{where}: {factory.__name__} must define {' and '.join(missing)} "
+                                "(see softspike.models.LayerSpec)")
+        return super().add(name, factory, factory, doc=doc, distribution=distribution)
 
 
 NEURON_OPTIONS = ("v_threshold", "v_reset", "surrogate", "detach_reset", "reset_grad", "step_mode", "backend")
@@ -194,6 +248,8 @@ class Registry:
     encoders: Catalog[Any]
     errors: list[PluginError] = field(default_factory=list)
     plugin_manager: pluggy.PluginManager | None = None
+    #: Layer types of the spec language (apart from `catalogs()`: they have no conformance suite).
+    layers: LayerCatalog = field(default_factory=lambda: LayerCatalog("layers"))
 
     @classmethod
     def empty(cls) -> Registry:
@@ -201,13 +257,14 @@ class Registry:
         from softspike.core.encoder import Encoder
         from softspike.core.surrogate import Surrogate
 
-        return cls(NeuronCatalog("neurons", Dynamics), Catalog("surrogates", Surrogate), Catalog("encoders", Encoder))
+        surrogates: Catalog[Any] = Catalog("surrogates", Surrogate)
+        return cls(NeuronCatalog("neurons", Dynamics, surrogates), surrogates, Catalog("encoders", Encoder))
 
     def catalogs(self) -> dict[str, Catalog[Any]]:
         return {"neuron": self.neurons, "surrogate": self.surrogates, "encoder": self.encoders}
 
     def describe(self) -> list[dict[str, Any]]:
-        return [e.describe() for cat in self.catalogs().values() for e in cat]
+        return [e.describe() for cat in [*self.catalogs().values(), self.layers] for e in cat]
 
 
 class _ScopedCatalog:
@@ -234,6 +291,7 @@ class Registrar:
         self.neurons = _ScopedCatalog(registry.neurons, distribution, self.journal)
         self.surrogates = _ScopedCatalog(registry.surrogates, distribution, self.journal)
         self.encoders = _ScopedCatalog(registry.encoders, distribution, self.journal)
+        self.layers = _ScopedCatalog(registry.layers, distribution, self.journal)
 
     def rollback(self) -> None:
         for catalog, name in reversed(self.journal):

@@ -12,6 +12,7 @@ derivative σ'(x) of a smooth gate σ, the *surrogate*. A surrogate is defined b
 from __future__ import annotations
 
 import abc
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -19,14 +20,24 @@ from torch import Tensor, nn
 
 
 class _Spike(torch.autograd.Function):
-    """Heaviside forward, surrogate derivative backward."""
+    """Heaviside forward, surrogate derivative backward.
+
+    Written in the `setup_context` style (forward takes no ctx) with a generated vmap rule, so
+    `torch.func.grad`, `vjp` and `vmap` go through it, and torch.compile traces it into its graph.
+    """
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, gate: Surrogate) -> Tensor:
-        if x.requires_grad:
+    def forward(x: Tensor, gate: Surrogate) -> Tensor:
+        return (x >= 0).to(x.dtype)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Tensor, Surrogate], output: Tensor) -> None:
+        x, gate = inputs
+        if ctx.needs_input_grad[0]:
             ctx.save_for_backward(x)
         ctx.gate = gate
-        return (x >= 0).to(x.dtype)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None]:
@@ -37,6 +48,19 @@ class _Spike(torch.autograd.Function):
 def spike(x: Tensor, gate: Surrogate) -> Tensor:
     """S = Θ(x) forward (exactly 0 or 1), ∂S/∂x = gate.derivative(x) backward."""
     return _Spike.apply(x, gate)
+
+
+@dataclass(frozen=True)
+class GateKernel:
+    """A gate's declaration: "my σ and σ' are the compiled kernel `name` at these parameters".
+
+    Names the fused kernels know: sigmoid, atan, piecewise_quadratic, fast_sigmoid, erf, triangle
+    (uses `width`), straight_through; see `softspike.core.fused.backend_info()`.
+    """
+
+    name: str
+    alpha: float
+    width: float = 1.0
 
 
 class Surrogate(nn.Module, metaclass=abc.ABCMeta):
@@ -56,6 +80,16 @@ class Surrogate(nn.Module, metaclass=abc.ABCMeta):
 
     #: Points where `primitive` has a kink; the conformance check does not compare there.
     kinks: tuple[float, ...] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # A subclass that redefines the gate does not inherit its parent's compiled kernel.
+        if "kernel" not in cls.__dict__ and ("primitive" in cls.__dict__ or "derivative" in cls.__dict__):
+            cls.kernel = Surrogate.kernel  # type: ignore[method-assign]
+
+    def kernel(self) -> GateKernel | None:
+        """Declare the compiled kernel this gate equals; None (the default): tensor ops evaluate it."""
+        return None
 
     @abc.abstractmethod
     def primitive(self, x: Tensor) -> Tensor:

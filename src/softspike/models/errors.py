@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -140,6 +141,16 @@ def _fields_at(model_root: Any, data: Any, parts: list[str | int]) -> list[str] 
     return fields_for(model_root, parent, where)
 
 
+def _shown(value: Any) -> str:
+    """A short text for a bad value: its repr cut to 60 characters; an integer too long to print
+    (Python refuses int -> str past 4,300 digits) by its size."""
+    if isinstance(value, (dict, list)):
+        return type(value).__name__
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        return f"an integer of about {math.floor(value.bit_length() * math.log10(2)) + 1} digits"
+    return repr(value)[:60]
+
+
 def problems_from(err: ValidationError, data: Any, model_root: Any = None) -> list[str]:
     """One `path: reason (got value)` line per error of `err`, raised on input `data`."""
     lines = []
@@ -150,8 +161,7 @@ def problems_from(err: ValidationError, data: Any, model_root: Any = None) -> li
         got = e.get("input")
         shown = ""
         if e["type"] not in ("missing", "extra_forbidden", "union_tag_invalid", "union_tag_not_found", "too_short"):
-            text = repr(got) if not isinstance(got, (dict, list)) else type(got).__name__
-            shown = f" (got {text[:60]})"
+            shown = f" (got {_shown(got)})"
         line = f"{join_path(parts)}: {reason}{shown}"
         if line not in lines:
             lines.append(line)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import sys
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -11,7 +12,10 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from softspike.models.errors import SpecError, problems_from
+from softspike.core.registry import Registry, get_registry
+from softspike.models.base import MAX_NESTING
+from softspike.models.errors import SpecError, join_path, problems_from
+from softspike.models.layers import part_params
 from softspike.models.shapes import LayerShape, Shape, ShapeProblem, infer_shapes
 from softspike.models.spec import language, step_shape
 
@@ -26,10 +30,17 @@ class CheckedSpec:
     source: str
     layers: list[LayerShape]
     output_shape: Shape
+    #: Learnable parameters of the encoder (most have none).
+    encoder_params: int = 0
 
     @property
     def num_classes(self) -> int:
         return self.output_shape[0]
+
+    @property
+    def num_parameters(self) -> int:
+        """Learnable parameters of the whole network, counted without building it."""
+        return self.encoder_params + sum(info.params for info in self.layers)
 
     def to_json(self) -> dict[str, Any]:
         """The spec as a JSON value (defaults filled in), e.g. to store in a checkpoint."""
@@ -69,21 +80,49 @@ def parse_json(text: str, source: str) -> Any:
         raise SpecError(source, [f"<file>: not valid JSON: {err.msg} at {where}"]) from None
     except RecursionError:
         raise SpecError(source, ["<file>: not valid JSON: nested too deeply"]) from None
+    except ValueError:  # the one other error json raises: an integer longer than Python reads
+        limit = sys.get_int_max_str_digits()
+        raise SpecError(source, [f"<file>: not valid JSON: an integer literal has more than {limit} digits"]) from None
 
 
-def check_spec(data: Any, source: str = "<spec>") -> CheckedSpec:
-    """Validate a JSON value as a spec and infer its shapes; every problem raises SpecError."""
+#: JSON nesting a spec may have: blocks nested MAX_NESTING deep take about three levels each.
+MAX_JSON_DEPTH = 4 * MAX_NESTING
+
+
+def _too_deep(data: Any) -> str | None:
+    """The top-level key (or layer) under which `data` nests deeper than MAX_JSON_DEPTH, if any.
+
+    Checked before pydantic sees the value, so that no validator recurses without bound."""
+    stack: list[tuple[Any, int, str]] = [(data, 0, "<root>")]
+    while stack:
+        value, depth, top = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            return top
+        items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+        for key, item in items:
+            if isinstance(item, (dict, list)):
+                where = top if depth > 1 else join_path([key] if depth == 0 else [top, key])
+                stack.append((item, depth + 1, where))
+    return None
+
+
+def check_spec(data: Any, source: str = "<spec>", registry: Registry | None = None) -> CheckedSpec:
+    """Validate a JSON value as a spec and infer its shapes and sizes; every problem raises SpecError."""
     if not isinstance(data, dict):
         raise SpecError(source, [f"<root>: a spec must be a JSON object, got {_json_type(data)}"])
-    lang = language()
+    deep = _too_deep(data)
+    if deep is not None:
+        raise SpecError(source, [f"{deep}: nested too deeply (more than {MAX_JSON_DEPTH} levels of JSON; blocks may "
+                                 f"nest at most {MAX_NESTING} deep)"])
+    registry = registry or get_registry()
+    lang = language(registry)
     try:
         spec: BaseModel = lang.spec.model_validate(data, strict=True)
     except ValidationError as err:
         raise SpecError(source, problems_from(err, data, lang)) from None
-    except RecursionError:
-        raise SpecError(source, ["layers: residual blocks nested too deeply"]) from None
     try:
-        shapes, out = infer_shapes(step_shape(spec), spec.layers)  # type: ignore[attr-defined]
+        shapes, out = infer_shapes(step_shape(spec, registry), spec.layers, registry)  # type: ignore[attr-defined]
+        encoder_params = _encoder_params(spec, registry)
     except ShapeProblem as err:
         raise SpecError(source, [f"{err.path}: {err.reason}"]) from None
     if len(out) != 1:
@@ -91,7 +130,15 @@ def check_spec(data: Any, source: str = "<spec>") -> CheckedSpec:
             source, [f"layers: the network ends in {list(out)}, but the readout needs a flat [classes] output; "
                      "end with flatten, linear and neuron layers"]
         )
-    return CheckedSpec(spec, source, shapes, out)
+    return CheckedSpec(spec, source, shapes, out, encoder_params)
+
+
+def _encoder_params(spec: Any, registry: Registry) -> int:
+    try:
+        encoder = registry.encoders.create(spec.encoder.type, **part_params(spec.encoder))
+    except Exception as err:  # a plugin's encoder that refuses its validated settings
+        raise ShapeProblem("encoder", f"cannot be used: {type(err).__name__}: {err}") from None
+    return sum(p.numel() for p in encoder.parameters())
 
 
 def load_spec(arg: str) -> CheckedSpec:

@@ -1,18 +1,22 @@
-"""Shape inference: the shape of one sample after every layer, from the spec's input shape alone.
+"""The shape pass: the shape of one sample after every layer, and every layer's parameter and
+activation sizes, from the spec alone (by arithmetic: no weight is allocated).
 
-This is where a spec's impossible shapes are caught (a conv on a flat tensor, a pool window
-larger than the image, a residual block that changes the shape), each named by its JSON path.
+This is where a spec's impossible shapes are caught (a conv on a flat tensor, a pool window larger
+than the image, a residual block that changes the shape, blocks nested too deeply), each named by
+its JSON path. The layers themselves say what they do (models/layers.py); this pass only walks them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
+from softspike.core.registry import Registry
+from softspike.models.base import MAX_NESTING
 from softspike.models.errors import join_path
-
-Shape = tuple[int, ...]
+from softspike.models.layers import Shape, ShapeContext, ShapeError, show
 
 
 class ShapeProblem(Exception):
@@ -25,92 +29,65 @@ class ShapeProblem(Exception):
 
 @dataclass(frozen=True)
 class LayerShape:
-    """One layer's place in the network: its path, spec, and the shapes around it."""
+    """One layer's place in the network: its path, spec, the shapes around it and its sizes.
+
+    `params` counts this layer's own learnable parameters (not those of layers nested in it);
+    `activations` the elements per sample and time step it keeps for the backward pass."""
 
     path: str
     depth: int
     layer: Any
     in_shape: Shape
     out_shape: Shape
+    params: int = 0
+    activations: int = 0
 
 
-def _show(shape: Shape) -> str:
-    return "[" + ", ".join(map(str, shape)) + "]"
+class _Pass:
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.layers: list[LayerShape] = []
 
-
-def _need_image(layer: Any, shape: Shape, path: str) -> Shape:
-    if len(shape) != 3:
-        raise ShapeProblem(
-            path,
-            f"{layer.type} needs an image input [channels, height, width], but the input here is "
-            f"{_show(shape)}" + (" (flattened earlier?)" if len(shape) == 1 else ""),
-        )
-    return shape
-
-
-def _window(size: int, kernel: int, stride: int, padding: int, what: str, path: str, shape: Shape) -> int:
-    out = (size + 2 * padding - kernel) // stride + 1
-    if size + 2 * padding < kernel or out < 1:
-        raise ShapeProblem(
-            path, f"{what} {kernel} is larger than the input {_show(shape)} (plus padding {padding})"
-        )
-    return out
-
-
-def layer_output(layer: Any, shape: Shape, path: str) -> Shape:
-    """The output shape of one non-residual layer for input `shape` (per sample)."""
-    kind = layer.type
-    if kind == "linear":
-        if len(shape) != 1:
-            raise ShapeProblem(
-                path,
-                f"linear needs a flat input [features], got {_show(shape)}; add {{\"type\": \"flatten\"}} before it",
-            )
-        return (layer.out_features,)
-    if kind == "conv2d":
-        c, h, w = _need_image(layer, shape, path)
-        k, s, p = layer.kernel_size, layer.stride, layer.padding
-        return (layer.out_channels, _window(h, k, s, p, "kernel_size", path, shape),
-                _window(w, k, s, p, "kernel_size", path, shape))
-    if kind in ("maxpool2d", "avgpool2d"):
-        c, h, w = _need_image(layer, shape, path)
-        k, p = layer.kernel_size, layer.padding
-        s = layer.stride or k
-        if p > k // 2:
-            raise ShapeProblem(path, f"padding {p} must be at most half of kernel_size {k}")
-        return (c, _window(h, k, s, p, "kernel_size", path, shape), _window(w, k, s, p, "kernel_size", path, shape))
-    if kind == "batchnorm2d":
-        return _need_image(layer, shape, path)
-    if kind == "flatten":
-        n = 1
-        for d in shape:
-            n *= d
-        return (n,)
-    if kind in ("dropout", "neuron"):
+    def sequence(self, layers: Sequence[Any], shape: Shape, prefix: str, depth: int) -> Shape:
+        if depth > MAX_NESTING:
+            top = prefix.split(".", 1)[0]
+            raise ShapeProblem(top, f"blocks are nested more than {MAX_NESTING} deep")
+        for i, layer in enumerate(layers):
+            path = join_path([prefix, i])
+            slot = len(self.layers)  # a block comes before the layers nested in it
+            context = ShapeContext(path, self.registry, partial(self.nested, path=path, depth=depth))
+            try:
+                out = layer.out_shape(shape, context)
+                out = _checked_shape(out)
+                params = int(layer.parameter_count(shape, context))
+                activations = int(layer.activation_size(shape, out))
+            except ShapeError as err:
+                raise ShapeProblem(path, str(err)) from None
+            except (ShapeProblem, RecursionError):
+                raise
+            except Exception as err:  # a plugin's layer (or neuron) that fails: report it, never a traceback
+                reason = f"the {layer.type} layer cannot be used: {type(err).__name__}: {err}"
+                raise ShapeProblem(path, reason) from None
+            self.layers.insert(slot, LayerShape(path, depth, layer, shape, out, params, activations))
+            shape = out
         return shape
-    raise ShapeProblem(path, f"unknown layer type {kind!r}")
+
+    def nested(self, layers: Sequence[Any], shape: Shape, field: str, *, path: str, depth: int) -> Shape:
+        return self.sequence(layers, shape, f"{path}.{field}", depth + 1)
 
 
-def infer_shapes(input_shape: Sequence[int], layers: Sequence[Any], prefix: str = "layers",
-                 depth: int = 0) -> tuple[list[LayerShape], Shape]:
-    """Every layer's shapes, in order (residual blocks then their inner layers), and the output shape."""
+def _checked_shape(out: Any) -> Shape:
+    if not (isinstance(out, (tuple, list)) and out and all(isinstance(d, int) and d >= 1 for d in out)):
+        raise ShapeError(f"its out_shape must be a non-empty sequence of positive integers, got {out!r}")
+    return tuple(out)
+
+
+def infer_shapes(input_shape: Sequence[int], layers: Sequence[Any], registry: Registry,
+                 prefix: str = "layers") -> tuple[list[LayerShape], Shape]:
+    """Every layer's shapes and sizes, in order (a block, then the layers nested in it), and the output shape."""
     shape: Shape = tuple(input_shape)
-    if depth == 0 and len(shape) not in (1, 3):
-        raise ShapeProblem("input_shape", f"must be [features] or [channels, height, width], got {_show(shape)}")
-    out: list[LayerShape] = []
-    for i, layer in enumerate(layers):
-        path = join_path([prefix, i])
-        if layer.type == "residual":
-            inner, inner_out = infer_shapes(shape, layer.layers, f"{path}.layers", depth + 1)
-            if inner_out != shape:
-                raise ShapeProblem(
-                    path, f"a residual block must keep its input shape {_show(shape)}, but its layers give "
-                    f"{_show(inner_out)}"
-                )
-            out.append(LayerShape(path, depth, layer, shape, shape))
-            out.extend(inner)
-            continue
-        new = layer_output(layer, shape, path)
-        out.append(LayerShape(path, depth, layer, shape, new))
-        shape = new
-    return out, shape
+    if len(shape) not in (1, 3):
+        raise ShapeProblem("input_shape", f"must be [features] or [channels, height, width], got {show(shape)}")
+    walk = _Pass(registry)
+    out = walk.sequence(layers, shape, prefix, 0)
+    return walk.layers, out

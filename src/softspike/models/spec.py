@@ -1,9 +1,10 @@
 """The spec language: a network as a JSON document, checked by pydantic models.
 
-The neuron, surrogate and encoder parts of the language come from the plugin registry: each
-registered plugin's own params model, with a `type: Literal[name]` added, joins a union
-discriminated by "type". So the language is built after plugin discovery (`language()`), and a
-third-party neuron is as much a part of it as `lif`.
+The layer, neuron, surrogate and encoder parts of the language come from the plugin registry: each
+registered plugin's own params model (for a layer type, its LayerSpec class), with a
+`type: Literal[name]` added, joins a union discriminated by "type". So the language is built after
+plugin discovery (`language()`), and a third-party neuron is as much a part of it as `lif`, a
+third-party layer type as much as `conv2d`.
 
     {"name": "mnist_fc", "input_shape": [1, 28, 28], "T": 8, "encoder": {"type": "poisson"},
      "layers": [{"type": "flatten"}, {"type": "linear", "out_features": 10, "bias": false},
@@ -18,74 +19,10 @@ from typing import Annotated, Any, Literal, Union, cast
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from softspike.core.params import Params
 from softspike.core.registry import Catalog, Registry, get_registry
+from softspike.models.base import Size, SpecModel, bounded_numbers
+from softspike.models.layers import LanguageParts, LayerSpec
 from softspike.models.shapes import ShapeProblem
-
-
-class SpecModel(Params):
-    """Strict base of every part of a spec (the plugins' own base): unknown keys and NaN/inf are errors."""
-
-
-class Linear(SpecModel):
-    """Fully connected layer; its input size is the flat feature count before it."""
-
-    type: Literal["linear"]
-    out_features: int = Field(ge=1)
-    """Output features (>= 1)."""
-    bias: bool = True
-
-
-class Conv2d(SpecModel):
-    """2-D convolution with square kernels; its input channels come from the shape before it."""
-
-    type: Literal["conv2d"]
-    out_channels: int = Field(ge=1)
-    """Output channels (>= 1)."""
-    kernel_size: int = Field(ge=1)
-    stride: int = Field(default=1, ge=1)
-    padding: int = Field(default=0, ge=0)
-    bias: bool = True
-
-
-class BatchNorm2d(SpecModel):
-    """Batch normalisation over channels of a [C, H, W] tensor (statistics over time and batch)."""
-
-    type: Literal["batchnorm2d"]
-    eps: float = Field(default=1e-5, gt=0)
-    momentum: float = Field(default=0.1, gt=0, le=1)
-
-
-class MaxPool2d(SpecModel):
-    """Max pooling over square windows; stride defaults to the window size."""
-
-    type: Literal["maxpool2d"]
-    kernel_size: int = Field(default=2, ge=1)
-    stride: int | None = Field(default=None, ge=1)
-    padding: int = Field(default=0, ge=0)
-
-
-class AvgPool2d(SpecModel):
-    """Average pooling over square windows; stride defaults to the window size."""
-
-    type: Literal["avgpool2d"]
-    kernel_size: int = Field(default=2, ge=1)
-    stride: int | None = Field(default=None, ge=1)
-    padding: int = Field(default=0, ge=0)
-
-
-class Flatten(SpecModel):
-    """Flatten [C, H, W] to [C*H*W] features."""
-
-    type: Literal["flatten"]
-
-
-class Dropout(SpecModel):
-    """Dropout with probability p (a fresh mask at every time step)."""
-
-    type: Literal["dropout"]
-    p: float = Field(default=0.5, ge=0, lt=1)
-    """Probability of zeroing an element, in [0, 1)."""
 
 
 class RateReadout(SpecModel):
@@ -99,27 +36,36 @@ class RateReadout(SpecModel):
     """Factor applied to the rates before the loss (1 = the 2020 readout)."""
 
 
-STATIC_LAYERS: tuple[type[SpecModel], ...] = (Linear, Conv2d, BatchNorm2d, MaxPool2d, AvgPool2d, Flatten, Dropout)
-
-
-def _tag(model: type[BaseModel]) -> str:
-    return str(model.model_fields["type"].annotation.__args__[0])  # type: ignore[union-attr]
-
-
 def _camel(name: str) -> str:
     return "".join(part.capitalize() for part in name.split("_"))
 
 
-def _tagged(kind: str, name: str, params: type[BaseModel]) -> type[BaseModel]:
-    """The plugin's params model with `type: Literal[name]` added (and unknown keys forbidden)."""
+def _tagged(kind: str, name: str, params: type[BaseModel], fields: dict[str, Any] | None = None,
+            bases: tuple[type, ...] = ()) -> type[BaseModel]:
+    """The plugin's params model with `type: Literal[name]` added, unknown keys forbidden and every
+    number bounded; `fields` re-annotates fields whose type depends on the installed plugins."""
+    annotations: dict[str, Any] = {"type": Literal[name]}  # type: ignore[valid-type]
+    namespace: dict[str, Any] = {}
+    for field_name, annotation in (fields or {}).items():
+        # A fresh Field with only the default and description set, so the union's discriminator
+        # survives; the constraints (min_length...) travel in the metadata.
+        old = params.model_fields[field_name]
+        given: dict[str, Any] = {"description": old.description}
+        if not old.is_required():
+            given["default"] = old.default
+        annotations[field_name] = Annotated[(annotation, *old.metadata, Field(**given))]  # type: ignore[valid-type]
+    if "type" in params.model_fields:  # keep its place (first, for a LayerSpec), make it required
+        namespace["type"] = Field(description=params.model_fields["type"].description)
     return type(  # type: ignore[return-value]
         f"{_camel(kind)}_{_camel(name)}",
-        (params,),
+        (params, *bases),
         {
-            "__annotations__": {"type": Literal[name]},  # type: ignore[valid-type]
+            **namespace,
+            "__annotations__": annotations,
             "__module__": __name__,
             "__doc__": params.__doc__ or f"The {kind} '{name}'.",
             "model_config": ConfigDict(extra="forbid"),
+            "check_numbers": bounded_numbers,
         },
     )
 
@@ -153,46 +99,27 @@ def _catalog_models(kind: str, catalog: Catalog[Any]) -> dict[str, type[BaseMode
     return {entry.name: _tagged(kind, entry.name, entry.params) for entry in catalog}
 
 
+def _layer_models(catalog: Catalog[Any], parts: LanguageParts) -> dict[str, type[BaseModel]]:
+    """Each registered layer type, tagged; one that is not a LayerSpec gets its default methods."""
+    models = {}
+    for entry in catalog:
+        cls = entry.params
+        bases: tuple[type, ...] = () if issubclass(cls, LayerSpec) else (LayerSpec,)
+        fields = cls.language_fields(parts) if hasattr(cls, "language_fields") else {}
+        models[entry.name] = _tagged("layer", entry.name, cls, fields, bases)
+    return models
+
+
 def build_language(registry: Registry) -> Language:
-    """Build the spec models from the registry's neurons, surrogates and encoders."""
+    """Build the spec models from the registry's layers, neurons, surrogates and encoders."""
     neurons = _catalog_models("neuron", registry.neurons)
     surrogates = _catalog_models("surrogate", registry.surrogates)
     encoders = _catalog_models("encoder", registry.encoders)
-    neuron_union, surrogate_union = _union(list(neurons.values())), _union(list(surrogates.values()))
-
-    neuron_fields: dict[str, Any] = dict(
-        type=(Literal["neuron"], ...),
-        neuron=(neuron_union, Field(description="The dynamics: a registered neuron and its parameters.")),
-        surrogate=(surrogate_union | None, Field(default=None, description="The surrogate gate (default: sigmoid).")),
-        v_threshold=(float, Field(default=1.0, description="Firing threshold V_th.")),
-        v_reset=(float | None, Field(default=0.0, description="Reset potential; null for a soft reset (V -= V_th).")),
-        detach_reset=(bool, Field(default=False, description="Cut the gradient through the reset.")),
-        reset_grad=(
-            Literal["surrogate", "straight_through"],
-            Field(default="surrogate", description="Gradient through the reset: surrogate, or 2020 straight-through."),
-        ),
-    )
-    neuron_layer = create_model(
-        "NeuronLayer",
-        __base__=SpecModel,
-        __doc__="Spiking neurons: dynamics, threshold, reset and surrogate gate, run over all T steps.",
-        **neuron_fields,
-    )
-    residual_fields: dict[str, Any] = dict(
-        type=(Literal["residual"], ...),
-        layers=(cast(Any, list)["LayerSpec"], Field(min_length=1, description="The block's layers.")),
-    )
-    residual = create_model(
-        "ResidualBlock",
-        __base__=SpecModel,
-        __doc__="A list of layers whose output is added to its input (shapes must agree).",
-        **residual_fields,
-    )
-    layer_models: dict[str, type[BaseModel]] = {_tag(m): m for m in STATIC_LAYERS}
-    layer_models["neuron"] = neuron_layer
-    layer_models["residual"] = residual
+    parts = LanguageParts(_union(list(neurons.values())), _union(list(surrogates.values())), "LayerUnion")
+    layer_models = _layer_models(registry.layers, parts)
     layer_union = _union(list(layer_models.values()))
-    residual.model_rebuild(_types_namespace={"LayerSpec": layer_union})
+    for model in layer_models.values():  # layers that hold layers refer to the union of all of them
+        model.model_rebuild(_types_namespace={"LayerUnion": layer_union})
     readouts: dict[str, type[BaseModel]] = {"rate": RateReadout}
 
     spec_fields: dict[str, Any] = dict(
@@ -200,11 +127,11 @@ def build_language(registry: Registry) -> Language:
         name=(str, Field(min_length=1, description="The network's name.")),
         description=(str, Field(default="", description="Free text.")),
         input_shape=(
-            list[Annotated[int, Field(ge=1)]],
+            list[Size],
             Field(min_length=1, max_length=4, description="One sample: [features] or [channels, height, width]; with "
                   "the frames encoder, data with its own time axis: [T, features] or [T, channels, height, width]."),
         ),
-        T=(int, Field(ge=1, description="Number of time steps each sample is presented for (>= 1).")),
+        T=(Size, Field(description="Number of time steps each sample is presented for (>= 1).")),
         encoder=(_union(list(encoders.values())), Field(description="How input becomes spike trains.")),
         layers=(cast(Any, list)[layer_union], Field(min_length=1, description="The layers, in order.")),
         readout=(_union(list(readouts.values())), Field(default=RateReadout(type="rate", scale=1.0),
@@ -223,7 +150,8 @@ _cached: tuple[tuple[Any, ...], Language] | None = None
 
 
 def _signature(registry: Registry) -> tuple[Any, ...]:
-    return tuple((kind, e.name, e.params) for kind, cat in registry.catalogs().items() for e in cat)
+    catalogs = [*registry.catalogs().items(), ("layer", registry.layers)]
+    return tuple((kind, e.name, e.params) for kind, cat in catalogs for e in cat)
 
 
 def language(registry: Registry | None = None) -> Language:

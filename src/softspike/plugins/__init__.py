@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from softspike.core.hookspecs import hookimpl
 from softspike.core.registry import Registrar
+from softspike.models.layers import BUILTIN_LAYERS
 from softspike.plugins import encoders, neurons, surrogates
 
 
@@ -13,6 +14,7 @@ def softspike_register(registry: Registrar) -> None:
     registry.neurons.add("lif", neurons.LIF)
     registry.neurons.add("parametric_lif", neurons.ParametricLIF)
     registry.neurons.add("alif", neurons.ALIF)
+    registry.neurons.add("cuba_lif", neurons.CubaLIF)
 
     registry.surrogates.add("sigmoid", surrogates.Sigmoid)
     registry.surrogates.add("atan", surrogates.ATan)
@@ -27,3 +29,6 @@ def softspike_register(registry: Registrar) -> None:
     registry.encoders.add("latency", encoders.LatencyEncoder)
     registry.encoders.add("delta", encoders.DeltaEncoder)
     registry.encoders.add("frames", encoders.FramesEncoder)
+
+    for name, layer in BUILTIN_LAYERS.items():
+        registry.layers.add(name, layer)

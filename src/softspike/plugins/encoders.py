@@ -25,13 +25,9 @@ class PoissonEncoder(Encoder):
     def encode(self, x: Tensor, T: int) -> Tensor:
         check_intensity(x, "PoissonEncoder")
         check_steps(T, "PoissonEncoder")
-        from softspike.core.fused.sampling import bernoulli_steps  # the compiled sampler, CPU float32
+        from softspike.core.fused.sampling import bernoulli_steps  # one stream, compiled kernel or not
 
-        fast = bernoulli_steps(x, T)
-        if fast is not None:
-            return fast
-        noise = torch.rand((T, *x.shape), dtype=x.dtype, device=x.device)
-        return (noise < x).to(x.dtype)
+        return bernoulli_steps(x, T)
 
 
 class ConstantParams(Params):

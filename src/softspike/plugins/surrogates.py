@@ -10,7 +10,7 @@ from pydantic import Field, create_model
 from torch import Tensor
 
 from softspike.core.params import Params, validate_params
-from softspike.core.surrogate import Surrogate
+from softspike.core.surrogate import GateKernel, Surrogate
 
 
 def _alpha_params(gate: str, default: float, doc: str) -> type[Params]:
@@ -44,6 +44,9 @@ class Sigmoid(_AlphaGate):
         s = torch.sigmoid(self.alpha * x)
         return self.alpha * s * (1.0 - s)
 
+    def kernel(self) -> GateKernel:
+        return GateKernel("sigmoid", self.alpha)
+
 
 class ATan(_AlphaGate):
     """σ(x) = arctan(π/2·αx)/π + 1/2; σ'(x) = (α/2) / (1 + (π/2·αx)²)."""
@@ -55,6 +58,9 @@ class ATan(_AlphaGate):
 
     def derivative(self, x: Tensor) -> Tensor:
         return (self.alpha / 2) / (1.0 + (math.pi / 2 * self.alpha * x) ** 2)
+
+    def kernel(self) -> GateKernel:
+        return GateKernel("atan", self.alpha)
 
 
 class PiecewiseQuadratic(_AlphaGate):
@@ -70,6 +76,9 @@ class PiecewiseQuadratic(_AlphaGate):
     def derivative(self, x: Tensor) -> Tensor:
         return (self.alpha - self.alpha**2 * x.abs()).clamp_min(0.0)
 
+    def kernel(self) -> GateKernel:
+        return GateKernel("piecewise_quadratic", self.alpha)
+
 
 class FastSigmoid(_AlphaGate):
     """SuperSpike's fast sigmoid: σ(x) = 1/2 + αx / (2(1 + α|x|)); σ'(x) = α / (2(1 + α|x|)²)."""
@@ -82,6 +91,9 @@ class FastSigmoid(_AlphaGate):
     def derivative(self, x: Tensor) -> Tensor:
         return self.alpha / (2.0 * (1.0 + self.alpha * x.abs()) ** 2)
 
+    def kernel(self) -> GateKernel:
+        return GateKernel("fast_sigmoid", self.alpha)
+
 
 class Erf(_AlphaGate):
     """σ(x) = (1 + erf(αx)) / 2, the Gaussian CDF; σ'(x) = α/√π · e^(-α²x²)."""
@@ -93,6 +105,9 @@ class Erf(_AlphaGate):
 
     def derivative(self, x: Tensor) -> Tensor:
         return self.alpha / math.sqrt(math.pi) * torch.exp(-((self.alpha * x) ** 2))
+
+    def kernel(self) -> GateKernel:
+        return GateKernel("erf", self.alpha)
 
 
 class TriangleParams(Params):
@@ -124,6 +139,9 @@ class Triangle(Surrogate):
     def derivative(self, x: Tensor) -> Tensor:
         return self.alpha * (1.0 - x.abs() / self.width).clamp_min(0.0)
 
+    def kernel(self) -> GateKernel:
+        return GateKernel("triangle", self.alpha, self.width)
+
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}, width={self.width}"
 
@@ -138,6 +156,9 @@ class StraightThrough(_AlphaGate):
 
     def derivative(self, x: Tensor) -> Tensor:
         return self.alpha * (x.abs() <= 0.5 / self.alpha).to(x.dtype)
+
+    def kernel(self) -> GateKernel:
+        return GateKernel("straight_through", self.alpha)
 
     def kink_points(self) -> tuple[float, ...]:
         return (-0.5 / self.alpha, 0.5 / self.alpha)

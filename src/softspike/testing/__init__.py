@@ -19,14 +19,16 @@ except ImportError as err:  # pragma: no cover - depends on the environment
 from softspike.testing.checks import (
     check_dynamics_gradcheck,
     check_encoder_output,
+    check_fused_matches_reference,
     check_multistep_matches_single,
     check_neuron_binary,
     check_surrogate_backward,
 )
-from softspike.testing.runner import check_all, check_plugin
+from softspike.testing.runner import check_all, check_plugin, reset_values
 from softspike.testing.strategies import inputs, params_for, shapes
 
 __all__ = [
-    "check_all", "check_dynamics_gradcheck", "check_encoder_output", "check_multistep_matches_single",
-    "check_neuron_binary", "check_plugin", "check_surrogate_backward", "inputs", "params_for", "shapes",
+    "check_all", "check_dynamics_gradcheck", "check_encoder_output", "check_fused_matches_reference",
+    "check_multistep_matches_single", "check_neuron_binary", "check_plugin", "check_surrogate_backward", "inputs",
+    "params_for", "reset_values", "shapes",
 ]

@@ -12,6 +12,7 @@ from softspike.core.registry import Registry, get_registry
 from softspike.testing.checks import (
     check_dynamics_gradcheck,
     check_encoder_output,
+    check_fused_matches_reference,
     check_multistep_matches_single,
     check_neuron_binary,
     check_surrogate_backward,
@@ -23,6 +24,12 @@ KINDS = ("neuron", "surrogate", "encoder")
 
 def _settings(max_examples: int) -> settings:
     return settings(max_examples=max_examples, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+def reset_values(factory: Any, values: tuple[float | None, ...] = (0.0, None)) -> list[float | None]:
+    """The v_reset values to try on a neuron: no soft reset (None) for a dynamics that forbids it."""
+    soft_ok = getattr(factory, "soft_reset_ok", True)
+    return [v for v in values if v is not None or soft_ok]
 
 
 def check_plugin(kind: str, name: str, max_examples: int = 25, registry: Registry | None = None) -> None:
@@ -46,14 +53,17 @@ def check_plugin(kind: str, name: str, max_examples: int = 25, registry: Registr
     if kind == "neuron":
         seq = st.tuples(st.integers(1, 6), shapes(1, 3, 4)).flatmap(lambda ts: inputs((ts[0], *ts[1]), -2.0, 4.0))
 
+        resets = reset_values(entry.factory)
+
         @cfg
-        @given(params_for(entry.params), st.sampled_from(reg.surrogates.names()), st.sampled_from([0.0, None]),
+        @given(params_for(entry.params), st.sampled_from(reg.surrogates.names()), st.sampled_from(resets),
                st.booleans(), seq)
         def neuron_props(params: dict[str, Any], gate: str, v_reset: float | None, detach: bool,
                          x_seq: torch.Tensor) -> None:
             neuron = reg.neurons.create(name, **params, surrogate=gate, v_reset=v_reset, detach_reset=detach)
             check_neuron_binary(neuron, x_seq)
             check_multistep_matches_single(neuron, x_seq)
+            check_fused_matches_reference(neuron, x_seq)
 
         @cfg
         @given(params_for(entry.params), shapes(1, 2, 4).flatmap(

@@ -6,8 +6,13 @@ Random-number states are stored as tensors and plain lists so `torch.load(weight
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import random
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +22,8 @@ import torch
 from softspike.core.errors import SoftspikeError
 
 FORMAT = "softspike-checkpoint-1"
+#: The file a run writes in its checkpoint directory.
+CHECKPOINT_FILE = "last.pt"
 
 
 class CheckpointError(SoftspikeError):
@@ -34,8 +41,35 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+@contextlib.contextmanager
+def deferred_interrupt() -> Iterator[None]:
+    """Hold SIGINT back for the duration of the block, then raise KeyboardInterrupt if one came.
+
+    Ctrl-C inside `torch.save` surfaces as a RuntimeError from its C++ writer (not as
+    KeyboardInterrupt) and leaves a half-written temporary file; deferring it lets the write finish,
+    so an interrupted run ends with "interrupted" (exit 130) and a whole checkpoint, like SQLite's
+    commit. Only the main thread can install signal handlers; elsewhere the block runs as is."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
+
+
 def atomic_write(path: Path, write: Any) -> None:
-    """Call `write(file)` on a temporary file beside `path`, then rename it over `path`."""
+    """Call `write(file)` on a temporary file beside `path`, then rename it over `path` (SIGINT deferred)."""
+    with deferred_interrupt():
+        _atomic_write(path, write)
+
+
+def _atomic_write(path: Path, write: Any) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -68,6 +102,102 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a softspike checkpoint (format {FORMAT!r} expected)")
     return state
+
+
+#: What a training checkpoint holds beside its format tag: key -> (type, what it is). `evaluate`,
+#: `predict` and `softspike.load` need the first three; `--resume` needs them all.
+SCHEMA: dict[str, tuple[type, str]] = {
+    "spec": (str, "the network spec as JSON text"),
+    "config": (str, "the training options as JSON text"),
+    "model": (dict, "the network's weights (name -> tensor)"),
+    "optimizer": (dict, "the optimizer's state"),
+    "scheduler": (dict, "the learning-rate schedule's state"),
+    "rng": (dict, "the random-number states"),
+    "log": (dict, "where the run stands (epoch, step, history)"),
+}
+INFERENCE_KEYS = ("spec", "config", "model")
+LOG_SCHEMA: dict[str, type | tuple[type, ...]] = {
+    "epoch": int, "step": int, "loss_sum": (int, float), "correct": int, "seen": int, "history": list,
+    "elapsed": (int, float),
+}
+
+
+def validate_checkpoint(state: dict[str, Any], path: Path, resume: bool = False) -> dict[str, Any]:
+    """Check a loaded checkpoint's structure before anything uses it; CheckpointError names each problem.
+
+    Types only, here: the spec is checked by the spec language and the weights' names and shapes
+    against the built network (`load_weights`), where the expected values are known."""
+    problems = []
+    for key in SCHEMA if resume else INFERENCE_KEYS:
+        kind, what = SCHEMA[key]
+        if key not in state:
+            problems.append(f"{key}: missing ({what})")
+        elif not isinstance(state[key], kind):
+            problems.append(f"{key}: {what} should be a {kind.__name__}, got {type(state[key]).__name__}")
+    for key in ("spec", "config"):
+        if isinstance(state.get(key), str):
+            try:
+                if not isinstance(json.loads(state[key]), dict):
+                    problems.append(f"{key}: {SCHEMA[key][1]} should hold a JSON object")
+            except (ValueError, RecursionError):
+                problems.append(f"{key}: {SCHEMA[key][1]} is not valid JSON")
+    if isinstance(state.get("model"), dict):
+        bad = [str(k) for k, v in state["model"].items() if not (isinstance(k, str) and isinstance(v, torch.Tensor))]
+        if bad:
+            problems.append(f"model: entries {', '.join(bad[:3])} are not named tensors")
+    if resume and isinstance(state.get("log"), dict):
+        for key, types in LOG_SCHEMA.items():
+            if not isinstance(state["log"].get(key), types) or isinstance(state["log"].get(key), bool):
+                problems.append(f"log.{key}: missing or not a {getattr(types, '__name__', 'number')}")
+    if problems:
+        raise CheckpointError(f"{path}: not a usable softspike checkpoint:\n  " + "\n  ".join(problems))
+    return state
+
+
+def load_weights(net: torch.nn.Module, weights: dict[str, Any], path: Path) -> None:
+    """`net.load_state_dict(weights)`, after checking every name and shape (CheckpointError names them)."""
+    expected = net.state_dict()
+    problems = [f"model: {k} is missing" for k in expected if k not in weights]
+    problems += [f"model: {k} is not in this network" for k in weights if k not in expected]
+    problems += [
+        f"model: {k} has shape {list(weights[k].shape)}, the network's is {list(v.shape)}"
+        for k, v in expected.items() if k in weights and weights[k].shape != v.shape
+    ]
+    if problems:
+        shown = problems[:6] + ([f"... and {len(problems) - 6} more"] if len(problems) > 6 else [])
+        raise CheckpointError(f"{path}: its weights do not fit the network:\n  " + "\n  ".join(shown))
+    net.load_state_dict(weights)
+
+
+def restore_part(path: Path, part: str, apply: Any, *args: Any) -> Any:
+    """`apply(*args)`, turning a failure of a malformed checkpoint part into a CheckpointError."""
+    try:
+        return apply(*args)
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError, AttributeError) as err:
+        raise CheckpointError(f"{path}: its {part} cannot be restored ({type(err).__name__}: {err})") from None
+
+
+def _check_optimizer_state(opt: torch.optim.Optimizer) -> None:
+    # load_state_dict takes moments of any shape; the first step would then fail deep in the update.
+    for group in opt.param_groups:
+        for p in group["params"]:
+            for name, value in opt.state.get(p, {}).items():
+                if isinstance(value, torch.Tensor) and value.dim() and value.shape != p.shape:
+                    raise ValueError(f"{name} has shape {list(value.shape)} for a parameter of shape {list(p.shape)}")
+
+
+def restore_run(path: Path, state: dict[str, Any], net: torch.nn.Module, opt: torch.optim.Optimizer,
+                sched: Any) -> Any:
+    """Put a validated checkpoint's weights, optimizer, schedule and random states back; return its log."""
+    from softspike.train.progress import TrainLog
+
+    load_weights(net, state["model"], path)
+    restore_part(path, "optimizer state", opt.load_state_dict, state["optimizer"])
+    restore_part(path, "optimizer state", _check_optimizer_state, opt)
+    restore_part(path, "learning-rate schedule", sched.load_state_dict, state["scheduler"])
+    log = restore_part(path, "log", TrainLog.from_state, state["log"])
+    restore_part(path, "random-number states", set_rng_states, state["rng"])
+    return log
 
 
 def rng_states() -> dict[str, Any]:

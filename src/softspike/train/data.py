@@ -18,11 +18,13 @@ from torch import Tensor
 
 from softspike.core.errors import SoftspikeError
 from softspike.core.extras import require
+from softspike.train.safe_pickle import load_data_pickle
 
 NAMES = ("mnist", "mnist_mini", "fashion_mnist", "cifar10", "npz:PATH", "tonic:NAME")
 CIFAR_DIR = "cifar-10-batches-py"
 CIFAR_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
 CIFAR_TEST = "test_batch"
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class DatasetError(SoftspikeError):
@@ -62,7 +64,11 @@ class Dataset:
                 f"dataset {self.name!r} has samples of shape {list(self.sample_shape)}, but spec {spec_name!r} "
                 f"expects input_shape {list(input_shape)}; change the spec's input_shape or the data"
             )
+        if len(self.test) == 0:
+            raise DatasetError(f"dataset {self.name!r} has no test samples: an accuracy over 0 samples means nothing")
         for split, part in (("train", self.train), ("test", self.test)):
+            if len(part) and int(part.y.min()) < 0:
+                raise DatasetError(f"dataset {self.name!r}: {split} label {int(part.y.min())} is negative")
             if len(part) and int(part.y.max()) >= num_classes:
                 raise DatasetError(
                     f"dataset {self.name!r}: {split} label {int(part.y.max())} is out of range for spec "
@@ -92,16 +98,24 @@ def _load_mnist_like(name: str, root: Path, download: bool) -> Dataset:
         ) from None
     except OSError as err:
         raise DatasetError(f"{name}: cannot read or fetch it in {root}: {err}") from None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as err:  # torchvision's legacy .pt files
+        reason = str(err).splitlines()[0] if str(err) else ""
+        raise DatasetError(f"{name}: files in {root / cls.__name__} are damaged or not data "
+                           f"({type(err).__name__}: {reason}); remove them and fetch the dataset again") from None
 
 
 def _read_cifar_batch(path: Path) -> tuple[Tensor, Tensor]:
     try:
         with path.open("rb") as f:
-            entry = pickle.load(f, encoding="bytes")
+            entry = load_data_pickle(f)  # never pickle.load: a batch file must not run code
+        if not isinstance(entry, dict):
+            raise TypeError(f"it holds {type(entry).__name__}, not a dict")
         data = np.asarray(entry[b"data"] if b"data" in entry else entry["data"], dtype=np.uint8)
-        labels = entry.get(b"labels", entry.get("labels"))
+        labels = np.asarray(entry.get(b"labels", entry.get("labels")))
+        if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+            raise TypeError(f"labels must be a list of integers, got {labels.dtype} of shape {list(labels.shape)}")
         x = torch.from_numpy(data.reshape(-1, 3, 32, 32).copy())
-        y = torch.as_tensor(np.asarray(labels, dtype=np.int64))
+        y = torch.from_numpy(_int64_labels(labels, str(path)))
     except FileNotFoundError:
         raise
     except Exception as err:
@@ -116,8 +130,12 @@ def _load_cifar10(root: Path, download: bool) -> Dataset:
     wanted = [*CIFAR_TRAIN, CIFAR_TEST]
     if download and not all((folder / n).is_file() for n in wanted):
         torchvision = require("torchvision", "train", "downloading CIFAR-10")
-        try:
-            torchvision.datasets.CIFAR10(str(root), train=True, download=True)
+        cifar10 = torchvision.datasets.CIFAR10
+
+        try:  # the archive only, checked by its md5: constructing CIFAR10 would unpickle the batches itself
+            torchvision.datasets.utils.download_and_extract_archive(
+                cifar10.url, str(root), filename=cifar10.filename, md5=cifar10.tgz_md5
+            )
         except (RuntimeError, OSError) as err:
             raise DatasetError(f"cifar10: download into {root} failed: {err}") from None
     missing = [n for n in wanted if not (folder / n).is_file()]
@@ -131,11 +149,36 @@ def _load_cifar10(root: Path, download: bool) -> Dataset:
     return Dataset("cifar10", train, ArraySplit(*_read_cifar_batch(folder / CIFAR_TEST)))
 
 
+#: Labels are class indices; anything this large is a corrupt file (and would wrap in int64).
+MAX_LABEL = 2**31 - 1
+
+
+def _int64_labels(y: np.ndarray, where: str) -> np.ndarray:
+    """Integer labels as int64, refusing negative or huge ones before the cast could wrap them."""
+    if y.size and (int(y.min()) < 0 or int(y.max()) > MAX_LABEL):
+        bad = int(y.min()) if int(y.min()) < 0 else int(y.max())
+        raise DatasetError(f"{where}: label {bad} is out of range: give integer class labels >= 0 "
+                           f"(at most {MAX_LABEL})")
+    return y.astype(np.int64)
+
+
 def _npz_array(arrays: Any, key: str, where: str) -> np.ndarray:
     arr = arrays[key]
     if arr.dtype == object:
         raise DatasetError(f"{where}: {key} holds Python objects; save plain numeric arrays")
     return np.asarray(arr)
+
+
+def check_sample_values(x: np.ndarray, where: str) -> None:
+    """Samples must be uint8 (0-255) or finite floats that float32 can hold (the network's dtype)."""
+    if x.dtype != np.uint8 and not np.issubdtype(x.dtype, np.floating):
+        raise DatasetError(f"{where} has dtype {x.dtype}; give uint8 (0-255) or floats")
+    if np.issubdtype(x.dtype, np.floating) and x.size:
+        if not np.isfinite(x).all():
+            raise DatasetError(f"{where} contains NaN or infinite values")
+        if float(np.abs(x).max()) > FLOAT32_MAX:  # finite in float64, infinite once cast to float32
+            raise DatasetError(f"{where} holds values up to {float(np.abs(x).max()):.3g}, beyond float32 "
+                               f"(max {FLOAT32_MAX:.3g}); scale the data")
 
 
 def _npz_split(arrays: Any, split: str, where: str) -> ArraySplit:
@@ -145,20 +188,18 @@ def _npz_split(arrays: Any, split: str, where: str) -> ArraySplit:
             f"{where}: x_{split} has shape {list(x.shape)}; expected images [N, H, W] or [N, C, H, W] "
             "(or flat features [N, F], or frames with a time axis [N, T, C, H, W] for the frames encoder)"
         )
-    if x.dtype != np.uint8 and not np.issubdtype(x.dtype, np.floating):
-        raise DatasetError(f"{where}: x_{split} has dtype {x.dtype}; give uint8 (0-255) or floats")
-    if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
-        raise DatasetError(f"{where}: x_{split} contains NaN or infinite values")
+    check_sample_values(x, f"{where}: x_{split}")
     if y.ndim != 1 or y.shape[0] != x.shape[0]:
         raise DatasetError(f"{where}: y_{split} must be [N] labels with N = {x.shape[0]}, got shape {list(y.shape)}")
-    if not np.issubdtype(y.dtype, np.integer) or (y.size and y.min() < 0):
+    if not np.issubdtype(y.dtype, np.integer):
         raise DatasetError(f"{where}: y_{split} must hold integer class labels >= 0 (dtype {y.dtype})")
+    labels = _int64_labels(y, f"{where}: y_{split}")
     xt = torch.from_numpy(np.ascontiguousarray(x))
     if x.ndim == 3:
         xt = xt.unsqueeze(1)
     if xt.is_floating_point():
         xt = xt.float()
-    return ArraySplit(xt, torch.from_numpy(y.astype(np.int64)))
+    return ArraySplit(xt, torch.from_numpy(labels))
 
 
 def _load_npz(path: Path) -> Dataset:

@@ -8,6 +8,7 @@ any moment and resumed from its last checkpoint takes the same batches and reach
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
@@ -23,35 +24,48 @@ from softspike.core.fused.compact import compact_saved_spikes
 from softspike.models.builder import build
 from softspike.models.load import CheckedSpec
 from softspike.models.network import SpikingNetwork
+from softspike.monitor.board import add_epoch_images
 from softspike.train.augment import random_shift
 from softspike.train.checkpoint import (
+    CHECKPOINT_FILE,
     CheckpointError,
     atomic_write,
     load_checkpoint,
+    restore_run,
     rng_states,
     save_checkpoint,
-    set_rng_states,
+    validate_checkpoint,
 )
-from softspike.train.config import TrainConfig, make_config
+from softspike.train.config import TrainConfig, check_device, make_config
 from softspike.train.data import ArraySplit, Dataset, DatasetError, load_dataset
 from softspike.train.health import TrainingHealth
 from softspike.train.monitor import FiringRates
 from softspike.train.progress import Progress, TrainLog
+from softspike.train.rundir import claim_checkpoint_dir
+from softspike.train.trained import spec_difference
 
-CHECKPOINT_FILE = "last.pt"
+
+def rate_loss(rates: Tensor, y: Tensor, loss: str, scale: float = 1.0, reduction: str = "mean") -> Tensor:
+    """cross_entropy on rates × `scale` (scale 1: the 2020 loss), or mse of rates to one-hot.
+
+    `reduction="sum"` sums over samples (and, for mse, classes): pipelines and data parallel divide
+    that sum by the whole batch themselves, so that any split of the batch gives the same gradient."""
+    if loss == "mse":
+        return F.mse_loss(rates, F.one_hot(y, rates.shape[1]).to(rates.dtype), reduction=reduction)
+    return F.cross_entropy(rates * scale, y, reduction=reduction)
 
 
 def readout_loss(net: SpikingNetwork, rates: Tensor, y: Tensor, loss: str) -> Tensor:
-    """cross_entropy on rates × the readout scale (scale 1: the 2020 loss), or mse of rates to one-hot."""
-    if loss == "mse":
-        return F.mse_loss(rates, F.one_hot(y, rates.shape[1]).to(rates.dtype))
-    return F.cross_entropy(rates * net.readout_scale, y)
+    """The mean loss of a batch on the network's readout (see `rate_loss`)."""
+    return rate_loss(rates, y, loss, net.readout_scale)
 
 
 @torch.no_grad()
 def evaluate(net: SpikingNetwork, split: ArraySplit, batch_size: int = 1000, device: str | torch.device = "cpu",
              loss: str = "cross_entropy") -> dict[str, float]:
     """Loss and accuracy of `net` on a whole split (eval mode: batch norm statistics, no dropout)."""
+    if len(split) == 0 or batch_size < 1:  # else "accuracy 0.00%" over nothing, or range() with step 0
+        raise DatasetError(f"cannot evaluate {len(split)} samples in batches of {batch_size}: need >= 1 of each")
     was_training = net.training
     net.eval()
     total_loss, correct = 0.0, 0
@@ -70,29 +84,31 @@ def epoch_order(seed: int, epoch: int, n: int) -> Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
 
 
-def _optimizer(net: SpikingNetwork, cfg: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(net: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
     return torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
+def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig,
+                   steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
     total = max(cfg.epochs * steps_per_epoch, 1)
     if cfg.schedule == "cosine":
         return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, total) / total)))
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
 
 
-def _spec_text(checked: CheckedSpec) -> str:
+def spec_text(checked: CheckedSpec) -> str:
     return json.dumps(checked.to_json(), sort_keys=True)
 
 
 def check_same_spec(state: dict[str, Any], checked: CheckedSpec, path: Path) -> None:
-    if state.get("spec") != _spec_text(checked):
-        stored = json.loads(state.get("spec") or "{}").get("name", "?")
+    if state.get("spec") != spec_text(checked):
+        stored = json.loads(state.get("spec") or "{}")
+        diff = "; ".join(spec_difference(stored, checked.to_json())[:3])
         raise CheckpointError(
-            f"{path} was made with a different spec (network {stored!r}) than {checked.source}; "
-            "give the spec it was trained with, or use another --checkpoint directory"
+            f"{path} was made with a different spec (network {stored.get('name', '?')!r}) than {checked.source} "
+            f"({diff}); give the spec it was trained with, or use another --checkpoint directory"
         )
 
 
@@ -109,7 +125,7 @@ def prepare_data(cfg: TrainConfig, checked: CheckedSpec) -> Dataset:
 
 def resolve_device(name: str) -> torch.device:
     try:
-        device = torch.device(name)
+        device = torch.device(check_device(name))
         torch.empty(0, device=device)
     except (RuntimeError, ValueError) as err:
         raise DatasetError(f"--device {name!r} is not usable here: {str(err).splitlines()[0]}") from None
@@ -117,16 +133,21 @@ def resolve_device(name: str) -> torch.device:
 
 
 def fit(checked: CheckedSpec, options: dict[str, Any] | TrainConfig, logdir: str | Path | None = None,
-        checkpoint_dir: str | Path | None = None, resume: bool = False, verbose: bool = True) -> dict[str, Any]:
+        checkpoint_dir: str | Path | None = None, resume: bool = False, verbose: bool = True,
+        overwrite: bool = False) -> dict[str, Any]:
     """Train the network of `checked`; returns the metrics (also written to logdir/metrics.json).
 
-    `verbose` prints one line per epoch; the config's `progress` shows a progress bar."""
+    `verbose` prints one line per epoch; the config's `progress` shows a progress bar. `overwrite`
+    lets a new run replace another spec's checkpoint in `checkpoint_dir` (refused otherwise)."""
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir is not None else None
     stored: dict[str, Any] | None = None
-    if resume:
-        if ckpt_path is None:
-            raise CheckpointError("--resume needs --checkpoint DIR, the directory of the run to continue")
-        stored = load_checkpoint(ckpt_path)
+    if resume and ckpt_path is None:
+        raise CheckpointError("--resume needs --checkpoint DIR, the directory of the run to continue")
+    # Locked, writable, cleaned and not another spec's before any work; released when training ends.
+    claim = (claim_checkpoint_dir(ckpt_path.parent, CHECKPOINT_FILE, spec_text(checked), resume, overwrite)
+             if ckpt_path is not None else contextlib.nullcontext())
+    if resume and ckpt_path is not None:
+        stored = validate_checkpoint(load_checkpoint(ckpt_path), ckpt_path, resume=True)
         check_same_spec(stored, checked, ckpt_path)
     opts = options.model_dump() if isinstance(options, TrainConfig) else options
     cfg = make_config(opts, json.loads(stored["config"]) if stored else None)
@@ -136,16 +157,12 @@ def fit(checked: CheckedSpec, options: dict[str, Any] | TrainConfig, logdir: str
     device = resolve_device(cfg.device)
     data = prepare_data(cfg, checked)
     net = build(checked).to(device)
-    opt = _optimizer(net, cfg)
+    opt = make_optimizer(net, cfg)
     steps_per_epoch = math.ceil(len(data.train) / cfg.batch_size)
-    sched = _scheduler(opt, cfg, steps_per_epoch)
+    sched = make_scheduler(opt, cfg, steps_per_epoch)
     log = TrainLog.start()
-    if stored is not None:
-        net.load_state_dict(stored["model"])
-        opt.load_state_dict(stored["optimizer"])
-        sched.load_state_dict(stored["scheduler"])
-        log = TrainLog.from_state(stored["log"])
-        set_rng_states(stored["rng"])
+    if stored is not None and ckpt_path is not None:
+        log = restore_run(ckpt_path, stored, net, opt, sched)
 
     health = TrainingHealth(net, steps_per_epoch, ckpt_path)
 
@@ -153,7 +170,7 @@ def fit(checked: CheckedSpec, options: dict[str, Any] | TrainConfig, logdir: str
         health.before_save(epoch, step)  # raises rather than save NaN weights
         if ckpt_path is not None:
             save_checkpoint(ckpt_path, {
-                "spec": _spec_text(checked), "config": json.dumps(cfg.model_dump()), "model": net.state_dict(),
+                "spec": spec_text(checked), "config": json.dumps(cfg.model_dump()), "model": net.state_dict(),
                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": rng_states(),
                 "log": log.state(epoch, step),
             })
@@ -161,7 +178,7 @@ def fit(checked: CheckedSpec, options: dict[str, Any] | TrainConfig, logdir: str
     progress = Progress(logdir, cfg.progress, verbose)
     # Plain locals for the hot loop: no model attribute lookups per step.
     bs, shift, loss_kind, every = cfg.batch_size, cfg.augment_shift, cfg.loss, cfg.checkpoint_every
-    with FiringRates(net.neuron_layers()) as monitor:
+    with claim, FiringRates(net.neuron_layers(), per_neuron=logdir is not None) as monitor:
         for epoch in range(log.epoch, cfg.epochs):
             order = epoch_order(cfg.seed, epoch, len(data.train))
             net.train()
@@ -185,6 +202,7 @@ def fit(checked: CheckedSpec, options: dict[str, Any] | TrainConfig, logdir: str
             bar.close()
             test = evaluate(net, data.test, cfg.test_batch_size, device, cfg.loss)
             record = log.end_epoch(epoch, test, monitor.rates(), opt.param_groups[0]["lr"])
+            add_epoch_images(progress.writer, net, data.test, monitor, epoch + 1, device)
             monitor.reset()
             health.end_epoch(record)  # warns about silent or saturated layers
             progress.epoch(record)

@@ -26,8 +26,9 @@ class QIF(Dynamics):
         super().__init__()
         self.tau, self.v_c = tau, v_c
 
-    def charge(self, v, x, state, v_rest):  # type: ignore[no-untyped-def]
-        return v + ((v - v_rest) * (v - self.v_c) + x) / self.tau
+    def charge(self, x, state, v_rest):  # type: ignore[no-untyped-def]
+        v = state["v"]
+        return v + ((v - v_rest) * (v - self.v_c) + x) / self.tau, state
 
 
 class GaussParams(Params):

@@ -1,9 +1,11 @@
 // Fused multi-step kernels for the linear neurons (IF, LIF, parametric LIF) and Poisson sampling.
 //
 // Plain C++ without torch headers: it builds in seconds with the system compiler and is called
-// through ctypes (softspike/core/fused/native.py). Data are contiguous float32 [T, M]. Threads come
-// from OpenMP: loaded after torch, the library binds to torch's own libgomp (same soname), so the
-// kernels share torch's thread pool instead of fighting its spinning workers for the cores.
+// through ctypes by the torch.library operators of softspike/core/fused/ops.py, which check the
+// arguments (the early returns on empty sizes here are a second line of defence). Data are
+// contiguous float32 [T, M]. Threads come from OpenMP: loaded after torch, the library binds to
+// torch's own libgomp (same soname), so the kernels share torch's thread pool instead of fighting
+// its spinning workers for the cores.
 //
 // Forward runs the time loop per block of neurons, keeping V in a block-sized buffer, and writes
 // only the spikes. Backward recomputes H from the saved input X (bit for bit: the same operations
@@ -641,6 +643,7 @@ extern "C" {
 // With out == nullptr it only packs the bits (the caller then multiplies densely).
 int ss_spike_linear_forward(const float* x, int64_t R, int64_t K, const float* wt, const float* bias, float* out,
                             int64_t O, uint64_t* bits, int nthreads) {
+  if (R <= 0) return 1;
   const int64_t nwords = (K + 63) / 64;
   if (nthreads < 1) nthreads = 1;
   if (nthreads > R) nthreads = static_cast<int>(R > 0 ? R : 1);
@@ -760,6 +763,11 @@ constexpr int64_t kGatherMaxFloats = int64_t{1} << 20;
 // transposed into gw in one pass.
 void ss_spike_linear_wgrad(const uint64_t* bits, int64_t R, int64_t K, const float* gy, int64_t O, float* gw,
                            int nthreads) {
+  if (K <= 0 || O <= 0) return;
+  if (R <= 0) {
+    std::memset(gw, 0, sizeof(float) * K * O);
+    return;
+  }
   if (O >= 64 && R * O <= kGatherMaxFloats) {
     wgrad_gather(bits, R, K, gy, O, gw, nthreads);
     return;
@@ -816,6 +824,7 @@ int ss_abi_version() { return 3; }
 // dyn: 0 IF, 1 LIF, 2 PLIF. x, s: [T, M].
 void ss_linear_forward(const float* x, float* s, int64_t T, int64_t M, int dyn, float tau, float k,
                        float v_rest, float v_th, float v_reset, int hard, int nthreads) {
+  if (T <= 0 || M <= 0) return;  // empty input: nothing to do (and no block size to divide by)
   Params p{T, M, tau, k, v_rest, v_th, v_reset, 1.0f, 1.0f, hard, 0, 0, T * M >= kStreamFloats};
   const int64_t bs = block_size(T, M);
   const int64_t nblocks = (M + bs - 1) / bs;
@@ -828,6 +837,10 @@ void ss_linear_forward(const float* x, float* s, int64_t T, int64_t M, int dyn, 
 void ss_linear_backward(const float* x, const float* gs, float* gx, double* gk_out, int64_t T, int64_t M,
                         int dyn, float tau, float k, float v_rest, float v_th, float v_reset, int hard,
                         int detach, int gate, float alpha, float width, int nthreads) {
+  if (T <= 0 || M <= 0) {
+    *gk_out = 0.0;
+    return;
+  }
   Params p{T, M, tau, k, v_rest, v_th, v_reset, alpha, width, hard, detach, gate, T * M >= kStreamFloats};
   const int64_t bs = block_size(T, M);
   const int64_t nblocks = (M + bs - 1) / bs;
@@ -844,6 +857,7 @@ void ss_linear_backward(const float* x, const float* gs, float* gx, double* gk_o
 
 // out[t, i] = 1 if u(t, i) < x[i] else 0, u uniform on the 24-bit grid of [0, 1).
 void ss_poisson(const float* x, float* out, int64_t T, int64_t M, uint32_t s0, uint32_t s1, int nthreads) {
+  if (T <= 0 || M <= 0) return;
   par_for(T, nthreads, [&](int, int64_t first, int64_t last) { poisson_rows(x, out, M, first, last, s0, s1); });
 }
 

@@ -16,7 +16,6 @@ between forward and backward.
 
 from __future__ import annotations
 
-import ctypes
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -24,7 +23,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from softspike.core.errors import KernelInputError
 from softspike.core.fused import native
+from softspike.core.fused.ops import check_tensor, lib, ptr
 from softspike.core.fused.pool import POOL
 
 
@@ -35,31 +36,57 @@ class _Packed:
         self.bits, self.shape = bits, shape
 
 
+@torch.library.custom_op("softspike::pack_bits", mutates_args=(), device_types="cpu")
+def pack_bits(x: Tensor) -> tuple[Tensor, Tensor]:
+    """(x's values as bits, 8 per byte [numel / 8] uint8; whether all were 0 or 1) for a contiguous
+    float32 x whose size is a multiple of 8."""
+    check_tensor("pack_bits", "x", x)
+    if not x.is_contiguous() or x.numel() % 8:
+        raise KernelInputError(
+            f"softspike::pack_bits: x must be contiguous with a multiple of 8 elements, got shape {list(x.shape)}"
+        )
+    bits = torch.empty(x.numel() // 8, dtype=torch.uint8)
+    ok = bool(lib().ss_pack_bits(ptr(x), ptr(bits), x.numel(), torch.get_num_threads())) if x.numel() else True
+    return bits, torch.tensor(ok)
+
+
+@pack_bits.register_fake
+def _(x: Tensor) -> tuple[Tensor, Tensor]:
+    return x.new_empty(x.numel() // 8, dtype=torch.uint8), x.new_empty((), dtype=torch.bool)
+
+
+@torch.library.custom_op("softspike::unpack_bits", mutates_args=(), device_types="cpu")
+def unpack_bits(bits: Tensor, shape: list[int]) -> Tensor:
+    """The float32 tensor of `shape` (0s and 1s) that `pack_bits` packed into `bits`."""
+    check_tensor("unpack_bits", "bits", bits, dtype=torch.uint8, min_dim=1)
+    out = POOL.empty(tuple(shape))
+    if out.numel() != 8 * bits.numel():
+        raise KernelInputError(f"softspike::unpack_bits: {bits.numel()} bytes cannot fill shape {shape}")
+    if out.numel():
+        lib().ss_unpack_bits(ptr(bits), ptr(out), out.numel(), torch.get_num_threads())
+    return out
+
+
+@unpack_bits.register_fake
+def _(bits: Tensor, shape: list[int]) -> Tensor:
+    return bits.new_empty(shape, dtype=torch.float32)
+
+
 def pack_spikes(t: Tensor, min_bytes: int = 1 << 16) -> Any:
     """`t` as packed bits if it is a binary CPU float32 tensor, else `t` itself."""
-    lib = native.load()
     if (
-        lib is None or t.device.type != "cpu" or t.dtype != torch.float32 or t.layout != torch.strided
-        or t.numel() * 4 < min_bytes or t.numel() % 8 or not t.is_contiguous()
+        t.device.type != "cpu" or t.dtype != torch.float32 or t.layout != torch.strided
+        or t.numel() * 4 < min_bytes or t.numel() % 8 or not t.is_contiguous() or not native.available()
     ):
         return t
-    bits = torch.empty(t.numel() // 8, dtype=torch.uint8)
-    ok = lib.ss_pack_bits(
-        ctypes.c_void_p(t.data_ptr()), ctypes.c_void_p(bits.data_ptr()), t.numel(), torch.get_num_threads()
-    )
-    return _Packed(bits, t.shape) if ok else t
+    bits, ok = pack_bits(t)
+    return _Packed(bits, t.shape) if bool(ok) else t
 
 
 def unpack_spikes(obj: Any) -> Tensor:
     if not isinstance(obj, _Packed):
         return obj  # type: ignore[no-any-return]
-    lib = native.load()
-    assert lib is not None
-    out = POOL.empty(obj.shape)
-    lib.ss_unpack_bits(
-        ctypes.c_void_p(obj.bits.data_ptr()), ctypes.c_void_p(out.data_ptr()), out.numel(), torch.get_num_threads()
-    )
-    return out
+    return unpack_bits(obj.bits, list(obj.shape))  # type: ignore[no-any-return]
 
 
 @contextmanager

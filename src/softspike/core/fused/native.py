@@ -20,6 +20,8 @@ import tempfile
 import threading
 from pathlib import Path
 
+import torch
+
 log = logging.getLogger("softspike.fused")
 
 SOURCE = Path(__file__).resolve().parent.parent / "csrc" / "fused_cpu.cpp"
@@ -64,13 +66,13 @@ def _cache_dir() -> Path:
     return Path(root) / "softspike_fused"
 
 
-def _build() -> ctypes.CDLL:
+def _build(flags: list[str] = FLAGS) -> tuple[ctypes.CDLL, str]:
     cxx = _compiler()
     if cxx is None:
         raise RuntimeError("no C++ compiler found (set CXX, or install g++)")
     src = SOURCE.read_bytes()
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=False).stdout
-    key = hashlib.sha256(src + repr((FLAGS, version, _cpu_tag())).encode()).hexdigest()[:16]
+    key = hashlib.sha256(src + repr((flags, version, _cpu_tag())).encode()).hexdigest()[:16]
     out = _cache_dir() / f"fused_cpu_{key}.so"
     if not out.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -79,9 +81,9 @@ def _build() -> ctypes.CDLL:
             tmp_out = Path(tmp) / out.name
             errors = []
             # Without OpenMP the kernels still build, single-threaded.
-            for flags in (FLAGS, [f for f in FLAGS if f != "-fopenmp"]):
+            for tried in (flags, [f for f in flags if f != "-fopenmp"]):
                 proc = subprocess.run(
-                    [cxx, *flags, "-o", str(tmp_out), str(SOURCE)], capture_output=True, text=True, check=False
+                    [cxx, *tried, "-o", str(tmp_out), str(SOURCE)], capture_output=True, text=True, check=False
                 )
                 if proc.returncode == 0:
                     break
@@ -109,14 +111,12 @@ def _build() -> ctypes.CDLL:
     lib.ss_spike_linear_forward.restype = i32
     lib.ss_spike_linear_wgrad.argtypes = [ptr, i64, i64, ptr, i64, ptr, i32]
     lib.ss_spike_linear_wgrad.restype = None
-    global _path
-    _path = str(out)
-    return lib
+    return lib, str(out)
 
 
 def load() -> ctypes.CDLL | None:
     """The kernel library, building it on first use; None if it cannot be built or is disabled."""
-    global _lib, _tried, _status
+    global _lib, _tried, _status, _path
     if _tried:
         return _lib
     with _lock:
@@ -126,7 +126,7 @@ def load() -> ctypes.CDLL | None:
             _status = "disabled by SOFTSPIKE_NO_NATIVE"
         else:
             try:
-                _lib = _build()
+                _lib, _path = _build()
                 _status = "ok"
                 log.info("softspike: fused CPU kernels loaded from %s", _path)
             except Exception as err:  # any build or load problem: fall back, say why
@@ -134,6 +134,25 @@ def load() -> ctypes.CDLL | None:
                 log.warning("softspike: fused CPU kernels %s; using the tensor-op fused path", _status)
         _tried = True
     return _lib
+
+
+# Builds of the same source for other CPUs than this one: `-march=native` picks the AVX-512 code
+# where the machine has it, so CI also builds and tests the code paths other machines take.
+VARIANTS: dict[str, list[str]] = {
+    "no-avx512": [*FLAGS, "-mno-avx512f"],
+    "x86-64": [f if f != "-march=native" else "-march=x86-64" for f in FLAGS],
+}
+
+
+def build_variant(name: str) -> ctypes.CDLL:
+    """The kernels built for the CPU `name` of VARIANTS (x86-64 only), cached like the default build."""
+    return _build(VARIANTS[name])[0]
+
+
+@torch.compiler.assume_constant_result  # torch.compile calls it while tracing, not in the graph
+def available() -> bool:
+    """Whether the kernels are loaded (building them on first use)."""
+    return load() is not None
 
 
 def status() -> tuple[str, str | None]:

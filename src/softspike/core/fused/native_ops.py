@@ -1,4 +1,4 @@
-"""The autograd Function around the compiled kernels (IF, LIF, parametric LIF on CPU float32).
+"""The compiled kernels for declared linear charges (CPU float32), as `torch.ops.softspike.lif_multistep`.
 
 Saves only the input X (the kernel recomputes H from it in backward), so a training step holds no
 per-step activation of its own beyond the tensor the previous layer produced.
@@ -6,31 +6,30 @@ per-step activation of its own beyond the tensor the previous layer produced.
 
 from __future__ import annotations
 
-import ctypes
-from typing import Any
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-from softspike.core.dynamics import Dynamics
-from softspike.core.fused.pool import POOL
+from softspike.core.fused.ops import LifMultistep
 from softspike.core.fused.torch_ops import Plan
 from softspike.core.neuron import FireConfig
-from softspike.plugins import surrogates as sg
-from softspike.plugins.neurons import IF, LIF, ParametricLIF
 
-_DYN: dict[type, int] = {IF: 0, LIF: 1, ParametricLIF: 2}
-_GATES: dict[type, int] = {
-    sg.Sigmoid: 0, sg.ATan: 1, sg.PiecewiseQuadratic: 2, sg.FastSigmoid: 3, sg.Erf: 4, sg.Triangle: 5,
-    sg.StraightThrough: 6,
+#: The kernels' gate numbers, by the name a gate declares (`Surrogate.kernel()`).
+GATES: dict[str, int] = {
+    "sigmoid": 0, "atan": 1, "piecewise_quadratic": 2, "fast_sigmoid": 3, "erf": 4, "triangle": 5,
+    "straight_through": 6,
 }
 
 
-def supports(dynamics: Dynamics, cfg: FireConfig, x: Tensor) -> str | None:
+def supports(plan: Plan | None, cfg: FireConfig, x: Tensor) -> str | None:
     """None if the kernels can run this case, else why not."""
-    if type(dynamics) not in _DYN:
-        return f"no compiled kernel for {type(dynamics).__name__}"
-    if type(cfg.surrogate) not in _GATES:
+    if plan is None:
+        return "the dynamics declares no linear charge"
+    if plan.charge.adaptation is not None:
+        return "an adaptive threshold runs on the tensor-op path"
+    gate = cfg.surrogate.kernel()
+    if gate is None or gate.name not in GATES:
         return f"no compiled gate for {type(cfg.surrogate).__name__}"
     if cfg.reset_grad != "surrogate" and not cfg.detach_reset:
         return f"reset_grad={cfg.reset_grad!r} runs on the tensor-op path"
@@ -39,49 +38,38 @@ def supports(dynamics: Dynamics, cfg: FireConfig, x: Tensor) -> str | None:
     return None
 
 
-def _gate_args(gate: Any) -> tuple[int, float, float]:
-    return _GATES[type(gate)], float(gate.alpha), float(getattr(gate, "width", 1.0))
+class KernelArgs(NamedTuple):
+    """The numbers `torch.ops.softspike.lif_multistep` takes besides the tensors."""
+
+    dyn: int
+    tau: float
+    v_rest: float
+    v_threshold: float
+    v_reset: float
+    hard: bool
+    detach: bool
+    gate: int
+    alpha: float
+    width: float
 
 
-def _ptr(t: Tensor) -> ctypes.c_void_p:
-    return ctypes.c_void_p(t.data_ptr())
+def kernel_args(plan: Plan, cfg: FireConfig) -> KernelArgs:
+    """What the compiled kernel needs to know about a neuron (one place; see `supports`).
+
+    The kernels' charge: 0 H = V + X, 1 divides by τ, 2 multiplies by k = sigmoid(w) (w a tensor argument).
+    """
+    decl = plan.charge
+    dyn, tau = (2, 1.0) if decl.k_logit is not None else (1, float(decl.tau)) if decl.tau is not None else (0, 1.0)
+    gate = cfg.surrogate.kernel()
+    assert gate is not None  # see `supports`
+    hard = cfg.v_reset is not None
+    return KernelArgs(
+        dyn, tau, cfg.v_rest, cfg.v_threshold, cfg.v_reset if cfg.v_reset is not None else 0.0, hard,
+        cfg.detach_reset, GATES[gate.name], float(gate.alpha), float(gate.width),
+    )
 
 
-class FusedNative(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: Any, x_seq: Tensor, w: Tensor, plan: Plan, lib: Any) -> Tensor:
-        dyn, cfg = plan.dynamics, plan.cfg
-        x = x_seq.contiguous()
-        T, M = x.shape[0], x.numel() // x.shape[0]
-        k = float(torch.sigmoid(w.detach())) if isinstance(dyn, ParametricLIF) else 0.0
-        tau = float(getattr(dyn, "tau", 1.0)) if isinstance(dyn, LIF) else 1.0
-        hard = cfg.v_reset is not None
-        spikes = POOL.empty(x.shape)
-        lib.ss_linear_forward(
-            _ptr(x), _ptr(spikes), T, M, _DYN[type(dyn)], tau, k, cfg.v_rest, cfg.v_threshold,
-            cfg.v_reset if hard else 0.0, int(hard), torch.get_num_threads(),
-        )
-        if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
-            ctx.save_for_backward(x, w)
-        ctx.args = (plan, lib, T, M, tau, k, hard)
-        return spikes
-
-    @staticmethod
-    def backward(ctx: Any, grad_s: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:
-        x, w = ctx.saved_tensors
-        plan, lib, T, M, tau, k, hard = ctx.args
-        cfg = plan.cfg
-        gs = grad_s.contiguous()
-        gx = POOL.empty(x.shape)
-        gk = ctypes.c_double(0.0)
-        gate, alpha, width = _gate_args(cfg.surrogate)
-        lib.ss_linear_backward(
-            _ptr(x), _ptr(gs), _ptr(gx), ctypes.byref(gk), T, M, _DYN[type(plan.dynamics)], tau, k,
-            cfg.v_rest, cfg.v_threshold, cfg.v_reset if hard else 0.0, int(hard), int(cfg.detach_reset),
-            gate, alpha, width, torch.get_num_threads(),
-        )
-        grad_w = None
-        if ctx.needs_input_grad[1]:
-            kt = torch.sigmoid(w.detach())
-            grad_w = (torch.tensor(gk.value, dtype=w.dtype) * kt * (1.0 - kt)).reshape(w.shape)
-        return (gx if ctx.needs_input_grad[0] else None), grad_w, None, None
+def fused_native(plan: Plan, x_seq: Tensor, w: Tensor) -> Tensor:
+    """Spikes [T, B, ...] from the compiled kernel (an operator torch.compile and torch.func see)."""
+    out: Tensor = LifMultistep.apply(x_seq, w, *kernel_args(plan, plan.cfg))
+    return out

@@ -4,11 +4,16 @@ On this kind of machine a fresh 50 MB tensor costs ~8x more to allocate and fill
 buffer (every page faults in). The fused kernels take their outputs from here: a buffer is handed
 out again only when nothing but the pool refers to its storage, so no caller ever sees its data
 change. Outputs are plain tensors (not views) on the buffer's storage.
+
+Thread safety: finding a free buffer and creating the tensor that holds it happen under one lock,
+so two threads running networks at once never get the same buffer (the reference the new
+tensor takes marks the buffer busy before the lock is released).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 
 import torch
 from torch import Tensor
@@ -23,6 +28,7 @@ class BufferPool:
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self._bufs: list[Tensor] = []
+        self._lock = threading.Lock()
 
     def _free(self, buf: Tensor) -> bool:
         # One reference from the pool's tensor, one from the temporary storage object.
@@ -30,12 +36,13 @@ class BufferPool:
 
     @property
     def cached_bytes(self) -> int:
-        return sum(b.numel() for b in self._bufs)
+        return sum(b.numel() for b in list(self._bufs))
 
     @property
     def free_bytes(self) -> int:
         """Bytes cached but not in use (what an allocator would call reserved, not allocated)."""
-        return sum(b.numel() for b in self._bufs if self._free(b))
+        with self._lock:
+            return sum(b.numel() for b in self._bufs if self._free(b))
 
     def empty(self, shape: torch.Size | tuple[int, ...], dtype: torch.dtype = torch.float32) -> Tensor:
         """An uninitialised CPU tensor of `shape`, on a recycled buffer when one is free."""
@@ -45,6 +52,10 @@ class BufferPool:
         nbytes = numel * dtype.itemsize
         if nbytes < _MIN_BYTES or _use_count is None or self.max_bytes <= 0:
             return torch.empty(shape, dtype=dtype)
+        with self._lock:
+            return self._take(tuple(shape), dtype, nbytes)
+
+    def _take(self, shape: tuple[int, ...], dtype: torch.dtype, nbytes: int) -> Tensor:
         buf = next((b for b in self._bufs if b.numel() == nbytes and self._free(b)), None)
         if buf is None:
             if nbytes > self.max_bytes:
@@ -60,7 +71,6 @@ class BufferPool:
         else:  # most recently used last
             self._drop(buf)
             self._bufs.append(buf)
-        shape = tuple(shape)
         stride = torch.empty(shape, device="meta").stride()
         return torch.empty(0, dtype=dtype).set_(buf.untyped_storage(), 0, shape, stride)
 
@@ -69,7 +79,8 @@ class BufferPool:
 
     def clear(self) -> None:
         """Forget every cached buffer (buffers still in use stay alive with their users)."""
-        self._bufs.clear()
+        with self._lock:
+            self._bufs.clear()
 
 
 POOL = BufferPool(int(float(os.environ.get("SOFTSPIKE_POOL_MB", "1024")) * (1 << 20)))

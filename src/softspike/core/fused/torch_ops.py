@@ -1,15 +1,19 @@
-"""Fused multi-step neurons in plain tensor ops: runs on any device and for any surrogate.
+"""Fused multi-step neurons in plain tensor ops, for any dynamics that declares a `LinearCharge`.
 
-Forward runs the reference arithmetic (the dynamics' own `charge`, `threshold`, `update`) without
-building a graph and saves H for every step (ALIF also θ; parametric LIF also X, which its w
-gradient needs). Backward is BPTT written by hand; with z = H - θ, σ' = surrogate.derivative(z):
+Forward runs the dynamics' own step (its `charge`, `threshold`, `after_fire`, hence the reference's
+arithmetic) without building a graph and saves H for every step (with an adaptive threshold also θ;
+with a learnable k also X, which k's gradient needs). Backward is BPTT written by hand from the
+declaration; with z = H - θ, σ' = surrogate.derivative(z):
 
     dV/dH = 1 - S (hard) | 1 (soft)            dV/dS = V_reset - H (hard) | -θ (soft), 0 if detached
     straight-through: S in V's gradient becomes σ = primitive(z), with dσ/dz = σ'
     dL/dz = (dL/dS + dL/dV·dV/dS)·σ',  dL/dH = dL/dV·dV/dH + dL/dz,  dL/dθ = -dL/dz (- dL/dV·S, soft)
     H = V + (X - (V - V_rest))·k:  dL/dX = dL/dH·k,  dL/dV(t-1) = dL/dH - dL/dX,
-                                   dL/dk += dL/dH·(X - (V(t-1) - V_rest))
-    ALIF: θ = V_th + β·a(t-1), a(t) = ρ·a(t-1) + S:  dL/da(t-1) = ρ·dL/da(t) + β·dL/dθ
+                                   dL/dk += dL/dH·(X - (V(t-1) - V_rest)),  k = sigmoid(w)
+    adaptation θ = V_th + β·a(t-1), a(t) = ρ·a(t-1) + S:  dL/da(t-1) = ρ·dL/da(t) + β·dL/dθ
+
+The Function is written in the `setup_context` style (forward takes no ctx), so torch.func's
+transforms can run through it.
 """
 
 from __future__ import annotations
@@ -20,24 +24,34 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from softspike.core.dynamics import Dynamics
-from softspike.core.neuron import FireConfig, _reset
-from softspike.plugins.neurons import ALIF, IF, LIF, ParametricLIF
-
-SUPPORTED: tuple[type[Dynamics], ...] = (IF, LIF, ParametricLIF, ALIF)
+from softspike.core.dynamics import Dynamics, LinearCharge
+from softspike.core.neuron import FireConfig, _reset, resting, step_parts
+from softspike.core.surrogate import Surrogate
 
 
 @dataclass(frozen=True)
 class Plan:
-    """What the fused function needs besides tensors."""
+    """What the fused functions need besides tensors: the dynamics, its declaration, the settings."""
 
     dynamics: Dynamics
     cfg: FireConfig
+    charge: LinearCharge
 
 
-def supports(dynamics: Dynamics) -> bool:
-    """Built-in dynamics only (exact type: a subclass may change the charge equation)."""
-    return type(dynamics) in SUPPORTED
+def plan_for(dynamics: Dynamics, cfg: FireConfig) -> Plan | None:
+    """The plan of a dynamics that declares a linear charge; None for every other dynamics."""
+    decl = dynamics.linear_charge()
+    return None if decl is None else Plan(dynamics, cfg, decl)
+
+
+def k_logit(plan: Plan, like: Tensor) -> Tensor:
+    """The learnable w of k = sigmoid(w) (an input of the Function, so autograd reaches it), else 0."""
+    w = plan.charge.k_logit
+    return w if w is not None else like.new_zeros(())
+
+
+def _hard(z: Tensor, gate: Surrogate) -> Tensor:
+    return (z >= 0).to(z.dtype)
 
 
 def _reset_value(h: Tensor, s: Tensor, z: Tensor, theta: Tensor | float, cfg: FireConfig) -> Tensor:
@@ -50,58 +64,57 @@ def _reset_value(h: Tensor, s: Tensor, z: Tensor, theta: Tensor | float, cfg: Fi
 
 
 class FusedTorch(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: Any, x_seq: Tensor, w: Tensor, plan: Plan) -> Tensor:
-        dyn, cfg = plan.dynamics, plan.cfg
-        save = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
-        alif = isinstance(dyn, ALIF)
-        spikes = torch.empty_like(x_seq)
-        hs = torch.empty_like(x_seq) if save else None
-        thetas = torch.empty_like(x_seq) if save and alif else None
-        v = torch.full_like(x_seq[0], cfg.v_rest)
-        state = dyn.initial_state(x_seq[0])
-        for t in range(x_seq.shape[0]):
-            h = dyn.charge(v, x_seq[t], state, cfg.v_rest)
-            theta = dyn.threshold(cfg.v_threshold, state)
-            z = h - theta
-            s = (z >= 0).to(x_seq.dtype)
-            spikes[t] = s
-            if hs is not None:
-                hs[t] = h
-            if thetas is not None:
-                thetas[t] = theta
-            v = _reset_value(h, s, z, theta, cfg)
-            state = dyn.update(state, s)
-        ctx.plan = plan
-        if save:
-            ctx.save_for_backward(hs, thetas, x_seq if isinstance(dyn, ParametricLIF) else None, w)
-        return spikes
+    """(X [T, ...], w, plan, save) -> (S, H, θ); `fused_torch` returns S only."""
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def backward(ctx: Any, grad_s: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
+    def forward(x_seq: Tensor, w: Tensor, plan: Plan, save: bool) -> tuple[Tensor, Tensor, Tensor]:
+        dyn, cfg = plan.dynamics, plan.cfg
+        adapt = plan.charge.adaptation is not None
+        spikes = torch.empty_like(x_seq)
+        hs = torch.empty_like(x_seq) if save else x_seq.new_empty(0)
+        thetas = torch.empty_like(x_seq) if save and adapt else x_seq.new_empty(0)
+        state = resting(dyn, cfg, x_seq[0])
+        for t in range(x_seq.shape[0]):
+            h, theta, s, state = step_parts(dyn, cfg, x_seq[t], state, _hard)
+            spikes[t] = s
+            if save:
+                hs[t] = h
+                if adapt:
+                    thetas[t] = theta
+        return spikes, hs, thetas
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, Tensor, Tensor]) -> None:
+        x_seq, w, plan, save = inputs
+        _, hs, thetas = output
+        ctx.mark_non_differentiable(hs, thetas)
+        ctx.plan = plan
+        if save:
+            ctx.save_for_backward(hs, thetas, x_seq if plan.charge.k_logit is not None else None, w)
+
+    @staticmethod
+    def backward(ctx: Any, grad_s: Tensor, _gh: Tensor, _gt: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:
         hs, thetas, x_seq, w = ctx.saved_tensors
-        dyn, cfg = ctx.plan.dynamics, ctx.plan.cfg
+        plan: Plan = ctx.plan
+        cfg, decl = plan.cfg, plan.charge
         gate = cfg.surrogate
         hard = cfg.v_reset is not None
         vr = cfg.v_reset if cfg.v_reset is not None else 0.0
         straight = cfg.reset_grad == "straight_through" and not cfg.detach_reset
-        plif, alif = isinstance(dyn, ParametricLIF), isinstance(dyn, ALIF)
-        k: Tensor | float
-        if plif:
-            k = torch.sigmoid(w.detach())
-        elif isinstance(dyn, (LIF, ALIF)):
-            k = 1.0 / dyn.tau
-        else:
-            k = 1.0
+        learnable = decl.k_logit is not None
+        adapt = decl.adaptation
+        k: Tensor | float = torch.sigmoid(w.detach()) if learnable else 1.0
         T = hs.shape[0]
         grad_x = torch.empty_like(hs)
         gv = torch.zeros_like(hs[0])
-        ga = torch.zeros_like(hs[0]) if alif else None
-        gk = torch.zeros((), dtype=torch.float64, device=hs.device) if plif else None
+        ga = torch.zeros_like(hs[0]) if adapt is not None else None
+        gk = torch.zeros((), dtype=torch.float64, device=hs.device) if learnable else None
 
         for t in range(T - 1, -1, -1):
             h = hs[t]
-            theta: Tensor | float = thetas[t] if alif else cfg.v_threshold
+            theta: Tensor | float = thetas[t] if adapt is not None else cfg.v_threshold
             z = h - theta
             s = (z >= 0).to(h.dtype)
             sg = gate.derivative(z)
@@ -125,26 +138,35 @@ class FusedTorch(torch.autograd.Function):
                     g_theta = -gv * s
             gz = gs * sg
             gh = gh + gz
-            if ga is not None:
+            if ga is not None and adapt is not None:
                 g_theta = -gz if g_theta is None else g_theta - gz
-                ga = dyn.rho * ga + dyn.beta * g_theta
-            if isinstance(dyn, IF):
+                ga = adapt.rho * ga + adapt.beta * g_theta
+            if decl.tau is None and not learnable:  # H = V + X
                 grad_x[t] = gh
                 gv = gh
             else:
-                gx = gh / dyn.tau if isinstance(dyn, (LIF, ALIF)) else gh * k
+                gx = gh / decl.tau if decl.tau is not None else gh * k
                 grad_x[t] = gx
                 gv = gh - gx
             if gk is not None:
                 if t > 0:
                     hp = hs[t - 1]
-                    zp = hp - cfg.v_threshold
-                    v_prev = _reset_value(hp, (zp >= 0).to(hp.dtype), zp, cfg.v_threshold, cfg)
+                    theta_p: Tensor | float = thetas[t - 1] if adapt is not None else cfg.v_threshold
+                    zp = hp - theta_p
+                    v_prev = _reset_value(hp, (zp >= 0).to(hp.dtype), zp, theta_p, cfg)
                 else:
                     v_prev = torch.full_like(h, cfg.v_rest)
                 gk = gk + (gh * (x_seq[t] - (v_prev - cfg.v_rest))).sum(dtype=torch.float64)
         grad_w = None
-        if plif and ctx.needs_input_grad[1]:
+        if learnable and ctx.needs_input_grad[1]:
             assert gk is not None and isinstance(k, Tensor)
             grad_w = (gk.to(w.dtype) * k * (1.0 - k)).reshape(w.shape)
-        return (grad_x if ctx.needs_input_grad[0] else None), grad_w, None
+        return (grad_x if ctx.needs_input_grad[0] else None), grad_w, None, None
+
+
+def fused_torch(plan: Plan, x_seq: Tensor) -> Tensor:
+    """Spikes [T, ...] of a declared dynamics, BPTT by hand."""
+    w = k_logit(plan, x_seq)
+    save = torch.is_grad_enabled() and (x_seq.requires_grad or w.requires_grad)
+    out: Tensor = FusedTorch.apply(x_seq, w, plan, save)[0]
+    return out

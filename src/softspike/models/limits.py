@@ -1,0 +1,150 @@
+"""Memory a spec-built network needs, by arithmetic, and the limit it is refused at before anything
+is allocated.
+
+    parameters:  4 bytes per parameter for the weight, its gradient and Adam's two moments
+                 = 16 bytes per parameter
+    activations: 4 bytes per element every layer keeps for backward, per sample and time step
+                 (`LayerSpec.activation_size`), and the encoder's output, times T · batch size
+
+An estimate (float32, training with Adam), good to the factor that separates "fits" from "cannot
+fit": its job is to turn a 10^9-output linear layer or T = 10^7 into a clear error instead of a
+failure deep in torch's allocator (or the machine swapping to death).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+from softspike.models.errors import SpecError
+from softspike.models.layers import numel
+from softspike.models.load import CheckedSpec
+
+BYTES_PER_VALUE = 4  # float32
+#: Weight, gradient and Adam's two moments.
+BYTES_PER_PARAMETER = 4 * BYTES_PER_VALUE
+#: Used when the machine's memory cannot be read.
+FALLBACK_LIMIT = 16 * 2**30
+
+_UNITS = {"": 1, "b": 1, "k": 2**10, "kib": 2**10, "kb": 10**3, "m": 2**20, "mib": 2**20, "mb": 10**6,
+          "g": 2**30, "gib": 2**30, "gb": 10**9, "t": 2**40, "tib": 2**40, "tb": 10**12}
+_SIZE_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?(?:e[0-9]+)?)\s*([a-z]*)\s*$", re.I)
+
+
+def parse_size(text: str) -> int:
+    """'8GiB', '512M', '1.5GB', '1e9' -> bytes. KiB/MiB/GiB/TiB and K/M/G/T are powers of 1024,
+    KB/MB/GB/TB powers of 1000, a bare number is bytes. ValueError on anything else."""
+    match = _SIZE_RE.match(text)
+    unit = match.group(2).lower() if match else ""
+    if not match or unit not in _UNITS:
+        raise ValueError(f"not a memory size: {text!r} (examples: 8GiB, 512MiB, 2GB, 1e9)")
+    value = float(match.group(1)) * _UNITS[unit]
+    if not 1 <= value < 2**63:
+        raise ValueError(f"memory size out of range: {text!r} (from 1 byte to 8 EiB)")
+    return int(value)
+
+
+def format_size(n: int) -> str:
+    """Bytes for people: 1536 -> '1.5 KiB'; sizes far past any machine stay readable ('3.1e+05 TiB')."""
+    for unit, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            value = n / scale
+            return f"{value:.3g} {unit}" if value < 1e5 else f"{value:.2g} {unit}"
+    return f"{n} B"
+
+
+def machine_memory(device: str = "cpu") -> int:
+    """Total memory of the device (a CUDA device's own, else the machine's RAM), in bytes."""
+    if device.startswith("cuda"):
+        import torch
+
+        try:
+            if torch.cuda.is_available():
+                index = torch.device(device).index
+                return int(torch.cuda.get_device_properties(index if index is not None else 0).total_memory)
+        except (RuntimeError, ValueError, AssertionError):  # a malformed or absent device: the trainer says so
+            pass
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):  # not a POSIX system
+        return FALLBACK_LIMIT
+
+
+@dataclass(frozen=True)
+class LayerMemory:
+    """What one part of the network needs: its path, parameter bytes and activation bytes."""
+
+    path: str
+    what: str
+    parameter_bytes: int
+    activation_bytes: int
+
+    @property
+    def total(self) -> int:
+        return self.parameter_bytes + self.activation_bytes
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """The memory a training step needs at `batch_size`, part by part (encoder first)."""
+
+    batch_size: int
+    T: int
+    parts: list[LayerMemory]
+
+    @property
+    def parameter_bytes(self) -> int:
+        return sum(p.parameter_bytes for p in self.parts)
+
+    @property
+    def activation_bytes(self) -> int:
+        return sum(p.activation_bytes for p in self.parts)
+
+    @property
+    def total(self) -> int:
+        return self.parameter_bytes + self.activation_bytes
+
+    def largest(self) -> LayerMemory:
+        return max(self.parts, key=lambda p: p.total)
+
+
+def estimate(checked: CheckedSpec, batch_size: int) -> MemoryEstimate:
+    """Memory of one training step of `checked` at `batch_size`, from the shape pass's sizes."""
+    spec = checked.spec
+    per_step = spec.T * batch_size * BYTES_PER_VALUE
+    parts = [LayerMemory("encoder", f"{spec.encoder.type} encoder", checked.encoder_params * BYTES_PER_PARAMETER,
+                         numel(spec.input_shape) * per_step)]
+    for info in checked.layers:
+        parts.append(LayerMemory(info.path, f"{info.layer.type} layer", info.params * BYTES_PER_PARAMETER,
+                                 info.activations * per_step))
+    return MemoryEstimate(batch_size, spec.T, parts)
+
+
+def _detail(part: LayerMemory, est: MemoryEstimate) -> str:
+    pieces = []
+    if part.parameter_bytes:
+        pieces.append(f"{part.parameter_bytes // BYTES_PER_PARAMETER:,} parameters with gradients and Adam "
+                      f"state: {format_size(part.parameter_bytes)}")
+    if part.activation_bytes:
+        pieces.append(f"activations for batch size {est.batch_size} and T={est.T}: "
+                      f"{format_size(part.activation_bytes)}")
+    return "; ".join(pieces)
+
+
+def check_memory(checked: CheckedSpec, batch_size: int, limit: int) -> MemoryEstimate:
+    """The estimate, or SpecError naming the layer (or the whole network) that exceeds `limit` bytes."""
+    est = estimate(checked, batch_size)
+    if est.total <= limit:
+        return est
+    hint = "; use smaller layers, a smaller batch size or T, or raise the limit with --max-memory SIZE"
+    big = est.largest()
+    if big.total > limit:
+        line = (f"{big.path}: the {big.what} alone needs {format_size(big.total)} ({_detail(big, est)}), "
+                f"over the memory limit of {format_size(limit)}{hint}")
+    else:
+        line = (f"layers: the network needs {format_size(est.total)} for batch size {batch_size} and T={est.T} "
+                f"(parameters with gradients and Adam state {format_size(est.parameter_bytes)}, activations "
+                f"{format_size(est.activation_bytes)}; the largest part is {big.path}, "
+                f"{format_size(big.total)}), over the memory limit of {format_size(limit)}{hint}")
+    raise SpecError(checked.source, [line])
