@@ -114,7 +114,7 @@ def estimate(checked: CheckedSpec, batch_size: int) -> MemoryEstimate:
     spec = checked.spec
     per_step = spec.T * batch_size * BYTES_PER_VALUE
     parts = [LayerMemory("encoder", f"{spec.encoder.type} encoder", checked.encoder_params * BYTES_PER_PARAMETER,
-                         numel(spec.input_shape) * per_step)]
+                         numel(checked.step_shape) * per_step)]
     for info in checked.layers:
         parts.append(LayerMemory(info.path, f"{info.layer.type} layer", info.params * BYTES_PER_PARAMETER,
                                  info.activations * per_step))
