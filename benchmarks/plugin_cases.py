@@ -140,9 +140,5 @@ def _table(out: Callable[[str], None], title: str, res: dict[str, dict[str, Any]
     out("")
 
 
-if __name__ == "__main__":  # a library of run_all.py: answer --help like the scripts, run nothing
-    import argparse
-
-    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                            epilog="Imported by run_all.py (`make bench`, `--only plugins`); nothing to run here."
-                            ).parse_args()
+if __name__ == "__main__":
+    peers.library_help(__doc__)

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 from softspike.core.registry import Registry, get_registry
 from softspike.models.base import MAX_NESTING
 from softspike.models.errors import SpecError, join_path, problems_from
-from softspike.models.layers import instantiate
+from softspike.models.layers import part_params
 from softspike.models.shapes import LayerShape, Shape, ShapeProblem, infer_shapes
 from softspike.models.spec import language, step_shape
 
@@ -39,7 +39,8 @@ class CheckedSpec:
 
     @property
     def step_shape(self) -> Shape:
-        """One time step of one sample, as the first layer sees it (input_shape without a data time axis)."""
+        """One time step of the encoder's output, [T, B, *step_shape]: the input_shape, without its leading
+        T for an encoder that reads the data's own time axis (frames)."""
         return self.layers[0].in_shape
 
     @property
@@ -140,7 +141,7 @@ def check_spec(data: Any, source: str = "<spec>", registry: Registry | None = No
 
 def _encoder_params(spec: Any, registry: Registry) -> int:
     try:
-        encoder = instantiate(registry.encoders, spec.encoder)
+        encoder = registry.encoders.create(spec.encoder.type, **part_params(spec.encoder))
     except Exception as err:  # a plugin's encoder that refuses its validated settings
         raise ShapeProblem("encoder", f"cannot be used: {type(err).__name__}: {err}") from None
     return sum(p.numel() for p in encoder.parameters())
