@@ -132,7 +132,7 @@ def test_izhikevich_passes_the_conformance_suite_and_trains_from_a_json_spec(sit
         import json, torch, softspike
         from softspike.testing import check_plugin
         reg = softspike.get_registry()
-        check_plugin("neuron", "izhikevich", max_examples=8)
+        check_plugin("neuron", "izhikevich", max_examples=5)
         try:
             reg.neurons.create("izhikevich", c=-40.0, v_peak=-50.0)
             bad = ""
@@ -160,20 +160,20 @@ def test_izhikevich_passes_the_conformance_suite_and_trains_from_a_json_spec(sit
         x[y == k, 2 * k:2 * k + 2, :] = 1.0
     np.savez(tmp_path / "data.npz", x_train=x[:192], y_train=y[:192], x_test=x[192:], y_test=y[192:])
     spec = {
-        "name": "izhikevich_small", "input_shape": [1, 8, 8], "T": 6, "encoder": {"type": "constant"},
+        "name": "izhikevich_small", "input_shape": [1, 8, 8], "T": 8, "encoder": {"type": "constant"},
         "layers": [
             {"type": "flatten"},
             {"type": "linear", "out_features": 32},
-            {"type": "neuron", "neuron": {"type": "izhikevich", "gain": 20.0}},
+            {"type": "neuron", "neuron": {"type": "izhikevich", "dt": 1.0, "gain": 40.0}},
             {"type": "linear", "out_features": 4},
-            {"type": "neuron", "neuron": {"type": "izhikevich", "a": 0.1, "d": 2.0, "gain": 20.0}},
+            {"type": "neuron", "neuron": {"type": "izhikevich", "a": 0.1, "d": 2.0, "dt": 1.0, "gain": 40.0}},
         ],
-        "readout": {"type": "rate", "scale": 6.0},
+        "readout": {"type": "rate", "scale": 8.0},
     }
     (tmp_path / "izh.json").write_text(json.dumps(spec))
     train = subprocess.run(
         [sys.executable, "-m", "softspike", "train", str(tmp_path / "izh.json"), "--dataset",
-         f"npz:{tmp_path / 'data.npz'}", "--epochs", "3", "--batch-size", "32", "--lr", "0.01", "--quiet",
+         f"npz:{tmp_path / 'data.npz'}", "--epochs", "2", "--batch-size", "32", "--lr", "0.01", "--quiet",
          "--logdir", str(tmp_path / "run")],
         capture_output=True, text=True, timeout=300,
         env={**{k: v for k, v in os.environ.items() if k != "SOFTSPIKE_DISABLE_PLUGIN_AUTOLOAD"},
@@ -182,5 +182,6 @@ def test_izhikevich_passes_the_conformance_suite_and_trains_from_a_json_spec(sit
     assert train.returncode == 0, train.stderr
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     epochs = metrics["epochs"]
-    assert len(epochs) == 3
-    assert epochs[-1]["train_loss"] < epochs[0]["train_loss"]
+    assert len(epochs) == 2
+    assert epochs[-1]["train_loss"] < epochs[0]["train_loss"] < 1.386  # below ln 4: the output layer fires
+    assert epochs[-1]["train_accuracy"] > 0.4
