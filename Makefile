@@ -4,8 +4,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install test lint pytest demo bench bench-accuracy clean fuzz
+.PHONY: install test lint pytest demo bench bench-accuracy bench-pipeline interop fuzz clean
 
+# The environment pins exact versions for reproducible runs (pyproject.toml declares the supported
+# range); '.[dev]' brings every extra (train, data, plot, nir) and the test and lint tools CI needs.
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
@@ -28,7 +30,7 @@ fuzz: $(STAMP)
 	HYPOTHESIS_PROFILE=thorough $(PY) -m pytest -q --durations=10 tests/test_spec_fuzz.py tests/test_hostile_*.py
 
 demo: $(STAMP)
-	$(PY) -m softspike.demo
+	$(PY) -m softspike.demo $(DEMO_ARGS)
 
 # Long training: MNIST accuracy of the zoo's mnist_fc (see docs/benchmarks.md); takes several minutes.
 bench-accuracy: $(STAMP)
@@ -38,6 +40,16 @@ bench-accuracy: $(STAMP)
 bench: $(STAMP)
 	VENV=$(VENV) sh benchmarks/setup_env.sh
 	.benchenv/bin/python benchmarks/run_all.py $(BENCH_ARGS)
+	.benchenv/bin/python -m pytest -q -rs tests/test_nir_norse.py
+
+# NIR against a real peer: Norse's graphs in softspike and softspike's in Norse (same .benchenv as bench).
+interop: $(STAMP)
+	VENV=$(VENV) sh benchmarks/setup_env.sh
+	.benchenv/bin/python -m pytest -q -rs tests/test_nir.py tests/test_nir_norse.py
+
+# Pipelined training (2 processes) against one process, images/s and memory per stage (docs/benchmarks.md).
+bench-pipeline: $(STAMP)
+	$(PY) benchmarks/pipeline.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -147,3 +147,15 @@ def available(libs: list[str]) -> list[str]:
         except Exception as err:  # a peer that does not import is reported, not fatal
             print(f"skipping {lib}: {type(err).__name__}: {err}")
     return ok
+
+
+def library_help(doc: str | None) -> None:
+    """`--help` for the benchmark's library modules (imported by run_all.py): print the docstring, run nothing."""
+    import argparse
+
+    argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter,
+                            epilog="Imported by run_all.py (`make bench`); there is nothing to run here.").parse_args()
+
+
+if __name__ == "__main__":
+    library_help(__doc__)

@@ -130,3 +130,7 @@ def make_step(lib: str, kind: str, T: int, B: int) -> tuple[Callable[[], float],
 
     step.forward = forward  # type: ignore[attr-defined]
     return step, model
+
+
+if __name__ == "__main__":
+    peers.library_help(__doc__)

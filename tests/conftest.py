@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -18,6 +19,15 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 # Two cores: keep each test process to one or two threads so multi-process tests don't crawl.
 torch.set_num_threads(int(os.environ.get("SOFTSPIKE_TEST_THREADS", "2")))
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Tiny tensors run faster on one thread: a second only adds contention on 2 shared cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.hookimpl(trylast=True)

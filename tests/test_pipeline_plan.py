@@ -52,7 +52,7 @@ def test_round_trip_and_check(tmp_path: Path) -> None:
     ("change", "message"),
     [
         ({"stages": "drop-first"}, "previous stage stops at 0"),
-        ({"microbatches": 9}, "micro-batches need a batch"),
+        ({"microbatches": 9}, "micro-batches x 1 replicas need a batch"),
         ({"format": "other/1"}, "not a pipeline plan"),
         ({"spec_sha256": "xyz"}, "spec_sha256"),
     ],

@@ -9,7 +9,9 @@ import sys
 from collections.abc import Sequence
 
 #: Subcommand modules, in the order `softspike --help` lists them.
-COMMANDS = ("info", "plugins", "check", "validate", "schema", "summary", "train", "evaluate", "predict")
+COMMANDS = (
+    "info", "plugins", "check", "validate", "schema", "summary", "train", "evaluate", "predict", "plot", "nir", "plan",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

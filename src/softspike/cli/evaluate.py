@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     trained = load_trained(args.checkpoint, load_spec(args.spec) if args.spec else None)
     checked = trained.checked
     dataset = args.dataset or trained.config.dataset
-    data = load_dataset(dataset, args.data_root or trained.config.data_root, args.download)
+    data = load_dataset(dataset, args.data_root or trained.config.data_root, args.download, checked.spec.T)
     data.check_fits(checked.spec.input_shape, checked.num_classes, checked.spec.name)
     device = resolve_device(args.device)
     torch.manual_seed(args.seed)

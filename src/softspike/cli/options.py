@@ -69,3 +69,18 @@ def device_option(text: str) -> str:
         return check_device(text)
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def count_option(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type for a whole number in [low, high] that is not a training option (e.g. --nproc)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text} is out of range: give a whole number >= {low} and <= {high}")
+        return value
+
+    return parse

@@ -13,12 +13,19 @@ from softspike.models.spec import json_schema
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("schema", help="print the JSON Schema of network specs (for editors)")
+    p.add_argument("--plan", action="store_true", help="the schema of pipeline plans instead (softspike plan -o)")
     p.add_argument("-o", "--output", metavar="FILE", help="write it to FILE instead of stdout")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    text = json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n"
+    if args.plan:
+        from softspike.pipelines.plan import plan_json_schema
+
+        schema = plan_json_schema()
+    else:
+        schema = json_schema()
+    text = json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
     if args.output:
         try:
             with open(args.output, "w", encoding="utf-8") as f:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from softspike.cli.options import device_option, float_option, int_option
+from softspike.cli.options import count_option, device_option, float_option, int_option
 from softspike.cli.validate import add_limit_options, check_limit
 from softspike.core.errors import SoftspikeError
 from softspike.train.config import TrainConfig
@@ -15,7 +15,8 @@ def add_parser(sub: Any) -> None:
     d = TrainConfig()
     p = sub.add_parser("train", help="train a network spec on a dataset")
     p.add_argument("spec", metavar="SPEC", help="a spec file, or the name of a zoo spec (e.g. mnist_fc)")
-    p.add_argument("--dataset", help=f"mnist, fashion_mnist, cifar10 or npz:PATH (default {d.dataset})")
+    p.add_argument("--dataset", help="mnist, mnist_mini (embedded subset), fashion_mnist, cifar10, npz:PATH or "
+                   f"tonic:NMNIST|DVSGesture|SHD[,options] (default {d.dataset})")
     p.add_argument("--data-root", metavar="DIR", help=f"where datasets live (default {d.data_root})")
     p.add_argument("--download", action="store_true", default=None, help="fetch the dataset if it is missing")
     p.add_argument("--epochs", type=int_option("epochs"), help=f"total epochs (default {d.epochs})")
@@ -41,7 +42,21 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no line per epoch")
     add_limit_options(p, batch_size=False)
-    p.set_defaults(run=run)
+    add_distributed_options(p)
+    p.set_defaults(run=run, parser=p)
+
+
+def add_distributed_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("several processes (see docs/pipelines.md)")
+    g.add_argument("--pipeline", metavar="PLAN", help="run the stages of a `softspike plan` file, one process each "
+                   "(start the processes with torchrun --nproc-per-node S, or with --nproc)")
+    g.add_argument("--ddp", action="store_true", help="data parallel: one replica per process (with --pipeline: "
+                   "processes / stages replicas of every stage)")
+    g.add_argument("--nproc", type=count_option(1, 1024), metavar="N",
+                   help="start N processes here with torch's elastic launcher; "
+                   "without --pipeline or --ddp, plan N pipeline stages first")
+    g.add_argument("--microbatches", type=count_option(1, 1 << 20), metavar="M",
+                   help="micro-batches when --nproc plans (default N)")
 
 
 def options(args: argparse.Namespace) -> dict[str, Any]:
@@ -55,13 +70,19 @@ def options(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from softspike.models.load import load_spec
+    from softspike.train.health import plain_warnings
     from softspike.train.loop import fit
 
     checked = load_spec(args.spec)
     check_limit(checked, args.batch_size or TrainConfig().batch_size, args.max_memory, args.device or "cpu")
+    if args.pipeline is not None or args.ddp or args.nproc is not None:
+        from softspike.pipelines.launch import train_command
+
+        return train_command(args, checked, options(args))
     try:
-        metrics = fit(checked, options(args), args.logdir, args.checkpoint, args.resume, verbose=not args.quiet,
-                      overwrite=args.overwrite)
+        with plain_warnings("softspike train"):  # layer warnings as one line, not a source excerpt
+            metrics = fit(checked, options(args), args.logdir, args.checkpoint, args.resume, verbose=not args.quiet,
+                          overwrite=args.overwrite)
     except OSError as err:  # an unwritable --logdir or --checkpoint, a full disk
         raise SoftspikeError(f"{err.filename or 'file system'}: {err.strerror or err}") from None
     final = metrics["final"]

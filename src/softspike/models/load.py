@@ -17,7 +17,7 @@ from softspike.models.base import MAX_NESTING
 from softspike.models.errors import SpecError, join_path, problems_from
 from softspike.models.layers import part_params
 from softspike.models.shapes import LayerShape, Shape, ShapeProblem, infer_shapes
-from softspike.models.spec import language
+from softspike.models.spec import language, step_shape
 
 ZOO_PACKAGE = "softspike.models.zoo"
 
@@ -36,6 +36,12 @@ class CheckedSpec:
     @property
     def num_classes(self) -> int:
         return self.output_shape[0]
+
+    @property
+    def step_shape(self) -> Shape:
+        """One time step of the encoder's output, [T, B, *step_shape]: the input_shape, without its leading
+        T for an encoder that reads the data's own time axis (frames)."""
+        return self.layers[0].in_shape
 
     @property
     def num_parameters(self) -> int:
@@ -121,7 +127,7 @@ def check_spec(data: Any, source: str = "<spec>", registry: Registry | None = No
     except ValidationError as err:
         raise SpecError(source, problems_from(err, data, lang)) from None
     try:
-        shapes, out = infer_shapes(spec.input_shape, spec.layers, registry)  # type: ignore[attr-defined]
+        shapes, out = infer_shapes(step_shape(spec, registry), spec.layers, registry)  # type: ignore[attr-defined]
         encoder_params = _encoder_params(spec, registry)
     except ShapeProblem as err:
         raise SpecError(source, [f"{err.path}: {err.reason}"]) from None

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from softspike.core.registry import Catalog, Registry, get_registry
 from softspike.models.base import Size, SpecModel, bounded_numbers
 from softspike.models.layers import LanguageParts, LayerSpec
+from softspike.models.shapes import ShapeProblem
 
 
 class RateReadout(SpecModel):
@@ -127,7 +128,8 @@ def build_language(registry: Registry) -> Language:
         description=(str, Field(default="", description="Free text.")),
         input_shape=(
             list[Size],
-            Field(min_length=1, max_length=3, description="One sample: [features] or [channels, height, width]."),
+            Field(min_length=1, max_length=4, description="One sample: [features] or [channels, height, width]; with "
+                  "the frames encoder, data with its own time axis: [T, features] or [T, channels, height, width]."),
         ),
         T=(Size, Field(description="Number of time steps each sample is presented for (>= 1).")),
         encoder=(_union(list(encoders.values())), Field(description="How input becomes spike trains.")),
@@ -168,6 +170,22 @@ def fields_for(lang: Language | None, parent: Any, where: str | int | None) -> l
     if model is None:
         return None
     return [f.alias or name for name, f in model.model_fields.items() if name != "schema_"]
+
+
+def step_shape(spec: Any, registry: Registry | None = None) -> tuple[int, ...]:
+    """The shape of one time step of a sample, which the layers see: the spec's input_shape, or, for an
+    encoder declaring `time_axis` (frames), input_shape without its leading T. Raises ShapeProblem."""
+    shape = tuple(spec.input_shape)
+    entry = (registry or get_registry()).encoders.get(spec.encoder.type)
+    if getattr(entry.factory, "time_axis", False):
+        if len(shape) not in (2, 4) or shape[0] != spec.T:
+            raise ShapeProblem("input_shape", f"the {spec.encoder.type} encoder takes data with its own time axis: "
+                               f"[T, features] or [T, channels, height, width] with T = {spec.T}, got {list(shape)}")
+        return shape[1:]
+    if len(shape) == 4:
+        raise ShapeProblem("input_shape", f"{list(shape)} has a time axis ([T, channels, height, width]), which "
+                           'only an encoder taking frames reads: use "encoder": {"type": "frames"}')
+    return shape
 
 
 def json_schema(registry: Registry | None = None) -> dict[str, Any]:

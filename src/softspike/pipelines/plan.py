@@ -7,14 +7,14 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
 from softspike.core.errors import SoftspikeError
 from softspike.core.params import Params, format_validation_error
 
-PLAN_FORMAT = "softspike-pipeline-plan/1"
+PLAN_FORMAT: Final = "softspike-pipeline-plan/1"
 
 
 class PlanError(SoftspikeError, ValueError):
@@ -67,10 +67,11 @@ class PipelinePlan(Params):
 def structure_problems(plan: PipelinePlan) -> list[str]:
     """What is wrong with the stages themselves: numbering, contiguity, coverage of all blocks."""
     problems: list[str] = []
-    if plan.microbatches > plan.batch_size:
+    parts = plan.microbatches * plan.data_parallel
+    if parts > plan.batch_size:
         problems.append(
-            f"microbatches: {plan.microbatches} micro-batches need a batch of at least as many samples, "
-            f"batch_size is {plan.batch_size}"
+            f"microbatches: {plan.microbatches} micro-batches x {plan.data_parallel} replicas need a batch of "
+            f"at least {parts} samples, batch_size is {plan.batch_size}"
         )
     expected_start = 0
     for pos, stage in enumerate(plan.stages):

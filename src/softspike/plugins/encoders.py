@@ -1,4 +1,5 @@
-"""Built-in encoders: Poisson (rate), Constant (direct input), Latency (time to first spike), Delta."""
+"""Built-in encoders: Poisson (rate), Constant (direct input), Latency (time to first spike), Delta,
+Frames (data that carries its own time axis, e.g. event-camera frames)."""
 
 from __future__ import annotations
 
@@ -126,3 +127,34 @@ class DeltaEncoder(Encoder):
     def reset(self) -> None:
         super().reset()
         self.previous = None
+
+
+class FramesParams(Params):
+    """The frames encoder has no parameters: the data's own time steps are the network's."""
+
+
+class FramesEncoder(Encoder):
+    """Input that is already a sequence, x [B, T, ...] (event-camera frames, binned audio spikes):
+    `encode(x, T)` moves its time axis first, giving [T, B, ...] unchanged in value (counts stay counts).
+
+    `time_axis = True` tells the spec language that a sample's shape starts with T:
+    input_shape [T, C, H, W] or [T, features], with its first entry equal to the spec's T.
+    Called step by step, each call's input already is one time step and passes through.
+    """
+
+    Params: ClassVar[type[FramesParams]] = FramesParams
+    analog: ClassVar[bool] = True  # frames hold event counts, not only 0/1
+    time_axis: ClassVar[bool] = True
+
+    def encode(self, x: Tensor, T: int) -> Tensor:
+        check_steps(T, "FramesEncoder")
+        if not isinstance(x, Tensor) or not x.is_floating_point() or x.dim() < 2:
+            got = f"{x.dtype} of shape {list(x.shape)}" if isinstance(x, Tensor) else type(x).__name__
+            raise TypeError(f"FramesEncoder: expected a floating-point batch [B, T, ...], got {got}")
+        if x.shape[1] != T:
+            raise ValueError(f"FramesEncoder: the input has {x.shape[1]} time steps (dim 1) but T is {T}; "
+                             "frame the data with T bins")
+        return x.transpose(0, 1).contiguous()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x

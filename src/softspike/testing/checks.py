@@ -141,7 +141,16 @@ def check_multistep_matches_single(neuron: Neuron, x_seq: Tensor) -> None:
 
 
 def check_encoder_output(encoder: Encoder, x: Tensor, T: int) -> Tensor:
-    """encode(x, T) is [T, *x.shape]; spike codes are binary, the constant code repeats x."""
+    """encode(x, T) is [T, *x.shape]; spike codes are binary, the constant code repeats x.
+
+    An encoder with `time_axis` (frames) reads data that carries its own steps: it gets x repeated
+    along dim 1, [B, T, ...], and must return exactly that with the time axis first."""
+    if getattr(encoder, "time_axis", False):
+        seq = x.reshape(x.shape[0] if x.dim() else 1, 1, *x.shape[1:]).expand(-1, T, *x.shape[1:])
+        out = encoder.encode(seq, T)
+        assert torch.equal(out, seq.transpose(0, 1)), f"{type(encoder).__name__}: not the input's own steps"
+        assert torch.equal(encoder(seq[:, 0]), seq[:, 0]), f"{type(encoder).__name__}: one step is not passed through"
+        return out
     out = encoder.encode(x, T)
     assert out.shape == (T, *x.shape), f"{type(encoder).__name__}: shape {tuple(out.shape)}"
     if getattr(encoder, "analog", False):

@@ -8,7 +8,10 @@ from torch import Tensor
 
 
 def random_shift(x: Tensor, max_shift: int) -> Tensor:
-    """Translate each image of [B, C, H, W] by up to `max_shift` pixels in each direction (zero fill)."""
+    """Translate each image of [B, C, H, W] by up to `max_shift` pixels in each direction (zero fill);
+    frames [B, T, C, H, W] move together, by one shift per sample."""
+    if x.dim() == 5:
+        return random_shift(x.flatten(1, 2), max_shift).view_as(x)
     if x.dim() != 4 or max_shift <= 0:
         return x
     b, _, h, w = x.shape

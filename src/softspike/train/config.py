@@ -41,7 +41,7 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True, use_attribute_docstrings=True)
 
     dataset: str = "mnist"
-    """mnist, fashion_mnist, cifar10, or npz:PATH."""
+    """mnist, mnist_mini (embedded), fashion_mnist, cifar10, npz:PATH, or tonic:NAME[,options]."""
     data_root: str = "data"
     download: bool = False
     epochs: int = Field(default=1, ge=1, le=MAX_COUNT)

@@ -17,9 +17,10 @@ import torch
 from torch import Tensor
 
 from softspike.core.errors import SoftspikeError
+from softspike.core.extras import require
 from softspike.train.safe_pickle import load_data_pickle
 
-NAMES = ("mnist", "fashion_mnist", "cifar10", "npz:PATH")
+NAMES = ("mnist", "mnist_mini", "fashion_mnist", "cifar10", "npz:PATH", "tonic:NAME")
 CIFAR_DIR = "cifar-10-batches-py"
 CIFAR_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
 CIFAR_TEST = "test_batch"
@@ -81,8 +82,7 @@ def _torchvision_split(cls: Any, root: Path, train: bool, download: bool) -> Arr
 
 
 def _load_mnist_like(name: str, root: Path, download: bool) -> Dataset:
-    import torchvision
-
+    torchvision = require("torchvision", "train", f"reading {name}")
     cls = {"mnist": torchvision.datasets.MNIST, "fashion_mnist": torchvision.datasets.FashionMNIST}[name]
     folder = root / cls.__name__ / "raw"
     files = ", ".join(Path(url).name.removesuffix(".gz") for url, _ in cls.resources)
@@ -129,11 +129,13 @@ def _load_cifar10(root: Path, download: bool) -> Dataset:
     folder = root / CIFAR_DIR
     wanted = [*CIFAR_TRAIN, CIFAR_TEST]
     if download and not all((folder / n).is_file() for n in wanted):
-        from torchvision.datasets import CIFAR10
-        from torchvision.datasets.utils import download_and_extract_archive
+        torchvision = require("torchvision", "train", "downloading CIFAR-10")
+        cifar10 = torchvision.datasets.CIFAR10
 
         try:  # the archive only, checked by its md5: constructing CIFAR10 would unpickle the batches itself
-            download_and_extract_archive(CIFAR10.url, str(root), filename=CIFAR10.filename, md5=CIFAR10.tgz_md5)
+            torchvision.datasets.utils.download_and_extract_archive(
+                cifar10.url, str(root), filename=cifar10.filename, md5=cifar10.tgz_md5
+            )
         except (RuntimeError, OSError) as err:
             raise DatasetError(f"cifar10: download into {root} failed: {err}") from None
     missing = [n for n in wanted if not (folder / n).is_file()]
@@ -181,10 +183,10 @@ def check_sample_values(x: np.ndarray, where: str) -> None:
 
 def _npz_split(arrays: Any, split: str, where: str) -> ArraySplit:
     x, y = _npz_array(arrays, f"x_{split}", where), _npz_array(arrays, f"y_{split}", where)
-    if x.ndim not in (2, 3, 4):
+    if x.ndim not in (2, 3, 4, 5):
         raise DatasetError(
             f"{where}: x_{split} has shape {list(x.shape)}; expected images [N, H, W] or [N, C, H, W] "
-            "(or flat features [N, F])"
+            "(or flat features [N, F], or frames with a time axis [N, T, C, H, W] for the frames encoder)"
         )
     check_sample_values(x, f"{where}: x_{split}")
     if y.ndim != 1 or y.shape[0] != x.shape[0]:
@@ -221,9 +223,25 @@ def _load_npz(path: Path) -> Dataset:
     return Dataset(where, train, test)
 
 
-def load_dataset(name: str, root: str | Path = "data", download: bool = False) -> Dataset:
-    """Load `mnist`, `fashion_mnist`, `cifar10` (from `root`) or `npz:PATH` into memory."""
+def _load_mnist_mini() -> Dataset:
+    from softspike.data import mnist_mini_arrays  # 10,000 + 2,000 MNIST images shipped in the package
+
+    a = mnist_mini_arrays()
+    split = {s: ArraySplit(torch.from_numpy(a[f"x_{s}"]).unsqueeze(1), torch.from_numpy(a[f"y_{s}"]).long())
+             for s in ("train", "test")}
+    return Dataset("mnist_mini", split["train"], split["test"])
+
+
+def load_dataset(name: str, root: str | Path = "data", download: bool = False, T: int | None = None) -> Dataset:
+    """Load `mnist`, `fashion_mnist`, `cifar10` (from `root`), `mnist_mini` (embedded), `npz:PATH`
+    or `tonic:NAME` (event-camera and audio spike data through tonic, framed into T steps, cached in `root`)."""
     root = Path(root)
+    if name.startswith("tonic:"):
+        from softspike.train.tonic_data import load_tonic  # imports this module
+
+        return load_tonic(name, root, download, T)
+    if name == "mnist_mini":
+        return _load_mnist_mini()
     if name.startswith("npz:"):
         return _load_npz(Path(name[4:]))
     if name in ("mnist", "fashion_mnist"):

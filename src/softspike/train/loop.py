@@ -24,6 +24,7 @@ from softspike.core.fused.compact import compact_saved_spikes
 from softspike.models.builder import build
 from softspike.models.load import CheckedSpec
 from softspike.models.network import SpikingNetwork
+from softspike.monitor.board import add_epoch_images
 from softspike.train.augment import random_shift
 from softspike.train.checkpoint import (
     CHECKPOINT_FILE,
@@ -37,17 +38,26 @@ from softspike.train.checkpoint import (
 )
 from softspike.train.config import TrainConfig, check_device, make_config
 from softspike.train.data import ArraySplit, Dataset, DatasetError, load_dataset
+from softspike.train.health import TrainingHealth
 from softspike.train.monitor import FiringRates
 from softspike.train.progress import Progress, TrainLog
 from softspike.train.rundir import claim_checkpoint_dir
 from softspike.train.trained import spec_difference
 
 
-def readout_loss(net: SpikingNetwork, rates: Tensor, y: Tensor, loss: str) -> Tensor:
-    """cross_entropy on rates × the readout scale (scale 1: the 2020 loss), or mse of rates to one-hot."""
+def rate_loss(rates: Tensor, y: Tensor, loss: str, scale: float = 1.0, reduction: str = "mean") -> Tensor:
+    """cross_entropy on rates × `scale` (scale 1: the 2020 loss), or mse of rates to one-hot.
+
+    `reduction="sum"` sums over samples (and, for mse, classes): pipelines and data parallel divide
+    that sum by the whole batch themselves, so that any split of the batch gives the same gradient."""
     if loss == "mse":
-        return F.mse_loss(rates, F.one_hot(y, rates.shape[1]).to(rates.dtype))
-    return F.cross_entropy(rates * net.readout_scale, y)
+        return F.mse_loss(rates, F.one_hot(y, rates.shape[1]).to(rates.dtype), reduction=reduction)
+    return F.cross_entropy(rates * scale, y, reduction=reduction)
+
+
+def readout_loss(net: SpikingNetwork, rates: Tensor, y: Tensor, loss: str) -> Tensor:
+    """The mean loss of a batch on the network's readout (see `rate_loss`)."""
+    return rate_loss(rates, y, loss, net.readout_scale)
 
 
 @torch.no_grad()
@@ -74,25 +84,26 @@ def epoch_order(seed: int, epoch: int, n: int) -> Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
 
 
-def _optimizer(net: SpikingNetwork, cfg: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(net: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
     return torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
+def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig,
+                   steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
     total = max(cfg.epochs * steps_per_epoch, 1)
     if cfg.schedule == "cosine":
         return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, total) / total)))
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
 
 
-def _spec_text(checked: CheckedSpec) -> str:
+def spec_text(checked: CheckedSpec) -> str:
     return json.dumps(checked.to_json(), sort_keys=True)
 
 
 def check_same_spec(state: dict[str, Any], checked: CheckedSpec, path: Path) -> None:
-    if state.get("spec") != _spec_text(checked):
+    if state.get("spec") != spec_text(checked):
         stored = json.loads(state.get("spec") or "{}")
         diff = "; ".join(spec_difference(stored, checked.to_json())[:3])
         raise CheckpointError(
@@ -102,7 +113,7 @@ def check_same_spec(state: dict[str, Any], checked: CheckedSpec, path: Path) -> 
 
 
 def prepare_data(cfg: TrainConfig, checked: CheckedSpec) -> Dataset:
-    data = load_dataset(cfg.dataset, cfg.data_root, cfg.download)
+    data = load_dataset(cfg.dataset, cfg.data_root, cfg.download, checked.spec.T)
     if cfg.train_subset:
         keep = slice(0, cfg.train_subset)
         data = Dataset(data.name, ArraySplit(data.train.x[keep], data.train.y[keep]), data.test)
@@ -132,7 +143,7 @@ def fit(checked: CheckedSpec, options: dict[str, Any] | TrainConfig, logdir: str
     if resume and ckpt_path is None:
         raise CheckpointError("--resume needs --checkpoint DIR, the directory of the run to continue")
     # Locked, writable, cleaned and not another spec's before any work; released however the run ends.
-    claim = (claim_checkpoint_dir(ckpt_path.parent, CHECKPOINT_FILE, _spec_text(checked), resume, overwrite)
+    claim = (claim_checkpoint_dir(ckpt_path.parent, CHECKPOINT_FILE, spec_text(checked), resume, overwrite)
              if ckpt_path is not None else contextlib.nullcontext())
     with claim:
         return _fit(checked, options, logdir, ckpt_path, resume, verbose)
@@ -152,17 +163,20 @@ def _fit(checked: CheckedSpec, options: dict[str, Any] | TrainConfig, logdir: st
     device = resolve_device(cfg.device)
     data = prepare_data(cfg, checked)
     net = build(checked).to(device)
-    opt = _optimizer(net, cfg)
+    opt = make_optimizer(net, cfg)
     steps_per_epoch = math.ceil(len(data.train) / cfg.batch_size)
-    sched = _scheduler(opt, cfg, steps_per_epoch)
+    sched = make_scheduler(opt, cfg, steps_per_epoch)
     log = TrainLog.start()
     if stored is not None and ckpt_path is not None:
         log = restore_run(ckpt_path, stored, net, opt, sched)
 
+    health = TrainingHealth(net, steps_per_epoch, ckpt_path)
+
     def save(epoch: int, step: int) -> None:
+        health.before_save(epoch, step)  # raises rather than save NaN weights
         if ckpt_path is not None:
             save_checkpoint(ckpt_path, {
-                "spec": _spec_text(checked), "config": json.dumps(cfg.model_dump()), "model": net.state_dict(),
+                "spec": spec_text(checked), "config": json.dumps(cfg.model_dump()), "model": net.state_dict(),
                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": rng_states(),
                 "log": log.state(epoch, step),
             })
@@ -170,7 +184,7 @@ def _fit(checked: CheckedSpec, options: dict[str, Any] | TrainConfig, logdir: st
     progress = Progress(logdir, cfg.progress, verbose)
     # Plain locals for the hot loop: no model attribute lookups per step.
     bs, shift, loss_kind, every = cfg.batch_size, cfg.augment_shift, cfg.loss, cfg.checkpoint_every
-    with FiringRates(net.neuron_layers()) as monitor:
+    with FiringRates(net.neuron_layers(), per_neuron=logdir is not None) as monitor:
         for epoch in range(log.epoch, cfg.epochs):
             order = epoch_order(cfg.seed, epoch, len(data.train))
             net.train()
@@ -182,6 +196,7 @@ def _fit(checked: CheckedSpec, options: dict[str, Any] | TrainConfig, logdir: st
                 with compact_saved_spikes():  # saved spike tensors kept as bits until backward
                     rates = net.spikes(x).mean(0)
                     loss = readout_loss(net, rates, y, loss_kind)
+                health.step(loss, epoch, step, x)  # a non-finite loss or weight stops the run here
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -193,7 +208,9 @@ def _fit(checked: CheckedSpec, options: dict[str, Any] | TrainConfig, logdir: st
             bar.close()
             test = evaluate(net, data.test, cfg.test_batch_size, device, cfg.loss)
             record = log.end_epoch(epoch, test, monitor.rates(), opt.param_groups[0]["lr"])
+            add_epoch_images(progress.writer, net, data.test, monitor, epoch + 1, device)
             monitor.reset()
+            health.end_epoch(record)  # warns about silent or saturated layers
             progress.epoch(record)
             save(epoch + 1, 0)
     progress.close()

@@ -11,6 +11,8 @@ from typing import Any
 from torch import Tensor
 from tqdm import tqdm
 
+from softspike.core.extras import require
+
 
 class TrainLog:
     """Where a run stands: epoch, step within it, the epoch's running sums, the history so far."""
@@ -96,9 +98,8 @@ class Progress:
         self.show, self.show_epochs = show_bar, show_epochs
         self.writer: Any = None
         if logdir is not None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(str(logdir))
+            tb = require("torch.utils.tensorboard", "train", "TensorBoard logging (--logdir)", "tensorboard")
+            self.writer = tb.SummaryWriter(str(logdir))
 
     def bar(self, epoch: int, epochs: int, total: int, initial: int) -> _Bar:
         plain = self.show and not sys.stderr.isatty()

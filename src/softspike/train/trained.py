@@ -43,6 +43,19 @@ def checkpoint_path(arg: str | Path) -> Path:
     return path / CHECKPOINT_FILE if path.is_dir() else path
 
 
+def read_checkpoint(arg: str | Path) -> tuple[Path, dict[str, Any]]:
+    """(path, state) of a checkpoint file or directory; a directory written by several processes
+    (`train --pipeline` / `--ddp`) gives its last complete step merged into one network's checkpoint."""
+    folder = Path(arg)
+    if folder.is_dir():
+        from softspike.pipelines.runtime_checkpoint import MARKER, merged_checkpoint
+
+        if (folder / MARKER).is_file():
+            return folder, merged_checkpoint(folder)
+    path = checkpoint_path(folder)
+    return path, load_checkpoint(path)
+
+
 def spec_difference(stored: Any, given: Any, path: str = "") -> list[str]:
     """Where two spec JSON values differ, as `path: checkpoint X, given Y` lines (first ones first)."""
     if isinstance(stored, dict) and isinstance(given, dict):
@@ -67,8 +80,8 @@ def stored_spec(state: dict[str, Any], path: Path) -> CheckedSpec:
 
 def load_trained(path: str | Path, spec: CheckedSpec | None = None) -> Trained:
     """Read, validate and rebuild the network of a checkpoint; `spec`, if given, must equal the stored one."""
-    path = checkpoint_path(path)
-    state = validate_checkpoint(load_checkpoint(path), path)
+    path, state = read_checkpoint(path)
+    state = validate_checkpoint(state, path)
     checked = stored_spec(state, path)
     if spec is not None:
         diff = spec_difference(checked.to_json(), spec.to_json())

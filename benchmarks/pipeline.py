@@ -1,0 +1,222 @@
+"""Pipelined training throughput against one process (`make bench-pipeline`; results in docs/benchmarks.md).
+
+The 2020 table's shape: images/s by batch size x micro-batch count, for a cifar10_conv-like spec split
+into 2 stages on 2 processes (torch.distributed.pipelining, gloo, one thread each), against the same
+spec in one process (two threads: the same cores). Beside it, per stage: the plan's predicted fwd+bwd
+time and memory (when `softspike.pipelines.planner` is there) against the measured ones, and the
+stages' memory against one process holding the whole network.
+
+    python benchmarks/pipeline.py [--channels 32] [--T 4] [--batches 8,16,32] [--micro 1,2,4] [--steps 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import functools
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ZOO_SPEC = "cifar10_conv"
+
+
+def bench_spec(channels: int, T: int) -> dict[str, Any]:
+    """cifar10_conv with `channels` instead of 256 and `T` steps (the zoo's network is days of CPU time)."""
+    from importlib import resources
+
+    spec = json.loads(resources.files("softspike.models.zoo").joinpath(f"{ZOO_SPEC}.json").read_text())
+    spec["name"], spec["T"] = f"{ZOO_SPEC}_c{channels}", T
+    for layer in spec["layers"]:
+        if layer["type"] == "conv2d":
+            layer["out_channels"] = channels
+    return spec
+
+
+def _step_time(step: Any, steps: int) -> float:
+    step()  # warm-up: allocations, kernel selection
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - t0) / steps
+
+
+def worker(args: argparse.Namespace) -> None:
+    """One of the 2 pipeline processes: every (batch, micro-batches) configuration in one launch."""
+    import torch.distributed as dist
+
+    from softspike.models.builder import build
+    from softspike.models.load import check_spec
+    from softspike.pipelines.runtime import Layout, PipelineRuntime
+    from softspike.pipelines.runtime_measure import in_flight, measure_stage, tensor_bytes
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=600))
+    rank = dist.get_rank()
+    checked = check_spec(bench_spec(args.channels, args.T))
+    split = _split(checked)
+    rows = []
+    for b in args.batches:
+        for m in args.micro:
+            if b % m:
+                continue
+            torch.manual_seed(0)
+            net = build(checked)
+            layout = Layout(((0, split), (split, len(checked.spec.layers))), "1f1b", m)
+            rt = PipelineRuntime(net, checked, layout, rank, torch.device("cpu"), "cross_entropy", None, None, b)
+            opt = torch.optim.Adam(rt.module.parameters(), lr=1e-3)
+            x, y = torch.rand(b, 3, 32, 32), torch.randint(0, 10, (b,))
+
+            def step() -> None:
+                rt.train_step(x if rt.is_first else None, y if rt.is_last else None)  # noqa: B023
+                opt.step()  # noqa: B023
+                opt.zero_grad(set_to_none=True)  # noqa: B023
+
+            seconds = _step_time(step, args.steps)
+            start = layout.stages[rt.stage_index][0]
+            cost = measure_stage(rt.module, (args.T, b // m, *_shapes(checked)[start]), rt.is_first,
+                                 torch.device("cpu"))
+            held = in_flight(rt.schedule_name, m, 2, rt.stage_index)
+            rows.append({"batch": b, "microbatches": m, "schedule": rt.schedule_name, "stage": rt.stage_index,
+                         "step_s": seconds, "measured_time_ms": cost["time_ms"],
+                         "measured_memory_bytes": tensor_bytes(rt.module, opt) + held * cost["activation_bytes"]})
+            dist.barrier()
+    out: list[Any] = [None, None]
+    dist.all_gather_object(out, rows)
+    if rank == 0:
+        Path(args.worker).write_text(json.dumps(out[0] + out[1]))
+    dist.destroy_process_group()
+
+
+def _shapes(checked: Any) -> list[tuple[int, ...]]:
+    from softspike.pipelines.runtime import block_shapes
+
+    return block_shapes(checked)
+
+
+def _split(checked: Any) -> int:
+    """After the first pool: the 32x32 layers against the rest, the most even contiguous split of this
+    network (the second conv at full resolution alone costs about as much as all later blocks)."""
+    pools = [i for i, layer in enumerate(checked.spec.layers) if layer.type == "maxpool2d"]
+    return pools[0] + 1
+
+
+def single_process(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The whole spec in this process, all the pipeline's cores (2 threads), same batches and optimizer."""
+    from softspike.models.builder import build
+    from softspike.models.load import check_spec
+    from softspike.pipelines.runtime import StageBlocks
+    from softspike.pipelines.runtime_measure import measure_stage, tensor_bytes
+    from softspike.train.loop import rate_loss
+
+    checked = check_spec(bench_spec(args.channels, args.T))
+    rows = []
+    for b, threads in ((b, t) for b in args.batches for t in (1, 2)):
+        torch.set_num_threads(threads)
+        torch.manual_seed(0)
+        net = build(checked)
+        opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+        x, y = torch.rand(b, 3, 32, 32), torch.randint(0, 10, (b,))
+
+        def step() -> None:
+            loss = rate_loss(net.spikes(x).mean(0), y, "cross_entropy")  # noqa: B023
+            loss.backward()
+            opt.step()  # noqa: B023
+            opt.zero_grad(set_to_none=True)  # noqa: B023
+
+        seconds = _step_time(step, args.steps)
+        whole = StageBlocks(net.body, 0, len(net.body))
+        cost = measure_stage(whole, (args.T, b, *_shapes(checked)[0]), True, torch.device("cpu"))
+        rows.append({"batch": b, "threads": threads, "step_s": seconds,
+                     "memory_bytes": tensor_bytes(whole, opt) + cost["activation_bytes"]})
+    return rows
+
+
+@functools.cache
+def predictions(channels: int, T: int, b: int, m: int, schedule: str) -> list[dict[str, float]] | None:
+    """The planner's predicted stage times and memory for the split this benchmark uses, if it is there."""
+    try:
+        from softspike.pipelines.partition import CostTable, Device, stage_cost
+        from softspike.pipelines.profile import profile_spec
+    except ImportError:
+        return None
+    from softspike.models.load import check_spec
+
+    torch.set_num_threads(1)  # as each pipeline process runs
+    checked = check_spec(bench_spec(channels, T))
+    table = CostTable.from_profile(profile_spec(checked, b // m, device="cpu", repeats=3))
+    split, n = _split(checked), len(checked.spec.layers)
+    devices = [Device("cpu"), Device("cpu")]
+    costs = [stage_cost(table, a, z, i, devices, m, schedule, float("inf"), False)  # type: ignore[arg-type]
+             for i, (a, z) in enumerate(((0, split), (split, n)))]
+    return [{"time_ms": c.time_ms, "memory_bytes": c.memory_bytes} for c in costs]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--channels", type=int, default=32)
+    p.add_argument("--T", type=int, default=4)
+    p.add_argument("--batches", type=lambda s: [int(v) for v in s.split(",")], default=[8, 16, 32])
+    p.add_argument("--micro", type=lambda s: [int(v) for v in s.split(",")], default=[1, 2, 4, 8])
+    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    p.add_argument("--out", default="benchmarks/results/pipeline.json")
+    args = p.parse_args()
+    if args.worker:
+        worker(args)
+        return
+    tmp = Path(args.out).with_suffix(".workers.json")
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", __file__,
+           "--channels", str(args.channels), "--T", str(args.T), "--batches", ",".join(map(str, args.batches)),
+           "--micro", ",".join(map(str, args.micro)), "--steps", str(args.steps), "--worker", str(tmp)]
+    subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=3600)
+    pipe = json.loads(tmp.read_text())
+    tmp.unlink()
+    one = single_process(args)
+    report(args, pipe, one)
+
+
+def report(args: argparse.Namespace, pipe: list[dict[str, Any]], one: list[dict[str, Any]]) -> None:
+    spec = bench_spec(args.channels, args.T)
+    print(f"### {spec['name']} (cifar10_conv with {args.channels} channels, T={args.T}), 2 stages on 2 processes "
+          "vs one process, images/s (Adam step included)\n")
+    print("| batch | one process, 1 thread | one process, 2 threads | "
+          + " | ".join(f"pipeline M={m}" for m in args.micro) + " |")
+    print("|---|---|---|" + "---|" * len(args.micro))
+    table: dict[str, Any] = {"spec": spec["name"], "channels": args.channels, "T": args.T, "rows": []}
+    for b in args.batches:
+        cells = []
+        for m in args.micro:
+            steps = [r["step_s"] for r in pipe if r["batch"] == b and r["microbatches"] == m]
+            cells.append(f"{b / max(steps):.1f}" if steps else "-")
+        singles = [f"{b / s['step_s']:.1f}" for s in one if s["batch"] == b]
+        print(f"| {b} | " + " | ".join(singles + cells) + " |")
+    print("\n### Per stage: predicted vs measured fwd+bwd per micro-batch, memory vs one process\n")
+    print("| batch | M | stage | predicted ms | measured ms | predicted memory | measured memory "
+          "| one process memory |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in sorted(pipe, key=lambda r: (r["batch"], r["microbatches"], r["stage"])):
+        pred = predictions(args.channels, args.T, r["batch"], r["microbatches"], r["schedule"])
+        single = next(s for s in one if s["batch"] == r["batch"] and s["threads"] == 1)
+        pt = f"{pred[r['stage']]['time_ms']:.1f}" if pred else "-"
+        pm = f"{pred[r['stage']]['memory_bytes'] / 2**20:.1f} MiB" if pred else "-"
+        if pred:
+            r["predicted_time_ms"], r["predicted_memory_bytes"] = pred[r["stage"]]["time_ms"], \
+                pred[r["stage"]]["memory_bytes"]
+        print(f"| {r['batch']} | {r['microbatches']} | {r['stage']} | {pt} | {r['measured_time_ms']:.1f} | {pm} | "
+              f"{r['measured_memory_bytes'] / 2**20:.1f} MiB | {single['memory_bytes'] / 2**20:.1f} MiB |")
+    table["rows"], table["single"] = pipe, one
+    table["load_average"] = os.getloadavg()
+    Path(args.out).write_text(json.dumps(table, indent=1))
+    print(f"\n(load average during the run: {', '.join(f'{v:.1f}' for v in os.getloadavg())}; {args.out})")
+
+
+if __name__ == "__main__":
+    main()

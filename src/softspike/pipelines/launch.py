@@ -1,0 +1,127 @@
+"""`softspike train` on several processes: under torchrun (`--pipeline plan.json`, `--ddp`), or started
+here with `--nproc N` through torch's own elastic launcher (the agent torchrun itself runs).
+
+    torchrun --nproc-per-node 2 -m softspike train SPEC --pipeline plan.json ...   # pipeline
+    torchrun --nproc-per-node 4 -m softspike train SPEC --pipeline plan.json --ddp # 2 stages x 2 replicas
+    torchrun --nproc-per-node 2 -m softspike train SPEC --ddp ...                  # data parallel
+    softspike train SPEC --nproc 2 ...      # plans 2 stages (or, with --ddp, 2 replicas) and starts them
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+from softspike.core.errors import SoftspikeError
+from softspike.models.load import CheckedSpec
+from softspike.pipelines.runtime import Layout, LayoutError
+from softspike.pipelines.runtime_train import distributed_env, train_distributed
+
+
+def train_command(args: argparse.Namespace, checked: CheckedSpec, options: dict[str, Any]) -> int:
+    """What `softspike train` does when --pipeline, --ddp or --nproc is given."""
+    if args.nproc is not None:
+        return launch(args, checked, options)
+    _, world, _ = distributed_env()
+    n_blocks = len(checked.spec.layers)
+    predictions = None
+    if args.pipeline is not None:
+        layout, predictions, plan_batch = plan_layout(args.pipeline, checked, world, args.ddp)
+        if options.get("batch_size") is None and not args.resume:
+            options = {**options, "batch_size": plan_batch}
+        if options.get("device") is None and str(predictions[0]["device"]).startswith("cuda"):
+            options = {**options, "device": "cuda"}  # a plan made for GPUs runs on GPUs unless told otherwise
+        mode = "pipeline"
+    else:
+        layout, mode = Layout(((0, n_blocks),), "gpipe", 1, world), "ddp"
+    metrics = train_distributed(checked, options, layout, mode, args.logdir, args.checkpoint, args.resume,
+                                verbose=not args.quiet, predictions=predictions)
+    if metrics is not None and metrics["final"]:
+        final = metrics["final"]
+        print(f"{checked.spec.name}: test accuracy {100 * final['test_accuracy']:.2f}% after {final['epoch']} "
+              f"epochs ({metrics['wall_time_s']:.0f} s, {world} processes, {mode})", flush=True)
+    return 0
+
+
+def plan_layout(path: str, checked: CheckedSpec, world: int, ddp: bool) -> tuple[Layout, list[dict[str, Any]], int]:
+    """Read and check a plan (before any process group exists); the layout, its predictions, its batch size.
+
+    With --ddp, the plan's stages are replicated over the processes: world / stages replicas each."""
+    from softspike.pipelines.plan import check_plan, load_plan
+
+    plan = load_plan(path)
+    if ddp and world % len(plan.stages) == 0:
+        plan = plan.model_copy(update={"data_parallel": world // len(plan.stages)})
+    check_plan(plan, checked, world)
+    layout = Layout(tuple((s.start, s.stop) for s in plan.stages), plan.schedule, plan.microbatches,
+                    plan.data_parallel, tuple(s.recompute for s in plan.stages))
+    return layout, [s.model_dump() for s in plan.stages], plan.batch_size
+
+
+def _child_argv(args: argparse.Namespace) -> list[str]:
+    """The command line of this `softspike train`, without --nproc (what each started process runs)."""
+    out: list[str] = []
+    for action in args.parser._actions:
+        if action.dest in ("help", "nproc", "microbatches"):
+            continue
+        value = getattr(args, action.dest, None)
+        if not action.option_strings:
+            out.append(str(value))
+        elif isinstance(action, argparse._StoreTrueAction):
+            if value:
+                out.append(action.option_strings[-1])
+        elif value is not None:
+            out += [action.option_strings[-1], str(value)]
+    return out
+
+
+def launch(args: argparse.Namespace, checked: CheckedSpec, options: dict[str, Any]) -> int:
+    """Plan (unless --pipeline or --ddp says how to split) and start N processes on this machine."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    n = args.nproc
+    if "TORCHELASTIC_RUN_ID" in os.environ or "RANK" in os.environ:
+        raise LayoutError("--nproc starts the processes itself; under torchrun, leave --nproc out")
+    if n < 1:
+        raise LayoutError(f"--nproc must be >= 1, got {n}")
+    argv = _child_argv(args)
+    if args.pipeline is None and not args.ddp:
+        path = _write_plan(checked, n, args.microbatches, options, args)
+        argv += ["--pipeline", str(path)]
+    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=n, rdzv_backend="c10d",
+                          rdzv_endpoint="localhost:0", run_id=f"softspike-{uuid.uuid4().hex[:8]}", max_restarts=0,
+                          monitor_interval=0.1, start_method="spawn")
+    # As torchrun does: N processes on the cores of one machine must not each take them all.
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // n)))
+    try:
+        elastic_launch(config, sys.executable)("-m", "softspike", "train", *argv)
+    except ChildFailedError as err:
+        failures = "; ".join(f"rank {r}: exit code {f.exitcode}" for r, f in sorted(err.failures.items()))
+        raise SoftspikeError(f"{n} processes: {failures} (see their messages above)") from None
+    return 0
+
+
+def _write_plan(checked: CheckedSpec, n: int, microbatches: int | None, options: dict[str, Any],
+                args: argparse.Namespace) -> Path:
+    from softspike.pipelines.planner import default_devices, make_plan
+    from softspike.train.config import TrainConfig
+
+    batch = options.get("batch_size") or TrainConfig().batch_size
+    m = microbatches or n
+    result = make_plan(checked, default_devices(n), batch, m, "1f1b")
+    folder = Path(args.checkpoint or args.logdir or ".")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "plan.json"
+    if not (args.resume and path.is_file()):
+        path.write_text(result.plan.to_json())
+    stages = ", ".join(f"[{s.start}, {s.stop})" for s in result.plan.stages)
+    print(f"planned {n} stages over blocks {stages}, {m} micro-batches, 1f1b: {path}", flush=True)
+    return path
+
+
+__all__ = ["launch", "plan_layout", "train_command"]

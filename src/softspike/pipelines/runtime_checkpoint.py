@@ -1,0 +1,83 @@
+"""Checkpoints of a multi-process run: one file per process, and a marker naming the last complete set.
+
+Every process writes its own file (its stage's weights, optimizer, scheduler, random states and log)
+into `DIR/step-NNNNNNNN/`, atomically. Only when all of them are on disk (a barrier over every process)
+does rank 0 replace the marker `DIR/distributed.json` (atomically too) and delete older step folders.
+A process killed at any moment therefore leaves the marker pointing at the previous complete set, and
+`--resume` continues from there: each process reads the file of its own (stage, replica).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch.distributed as dist
+
+from softspike.pipelines.runtime import Layout
+from softspike.train.checkpoint import CheckpointError, atomic_write, load_checkpoint, save_checkpoint
+
+MARKER = "distributed.json"
+MARKER_FORMAT = "softspike-distributed-checkpoint/1"
+
+
+def layout_record(layout: Layout, mode: str) -> dict[str, Any]:
+    return {"mode": mode, "stages": [list(s) for s in layout.stages], "data_parallel": layout.data_parallel}
+
+
+def _file_name(stage: int, replica: int) -> str:
+    return f"stage{stage}-replica{replica}.pt"
+
+
+def save_distributed(folder: Path, step_id: int, layout: Layout, mode: str, stage: int, replica: int,
+                     state: dict[str, Any]) -> None:
+    """Every process calls this at the same step (it holds a barrier)."""
+    step_dir = folder / f"step-{step_id:08d}"
+    save_checkpoint(step_dir / _file_name(stage, replica), state)
+    dist.barrier()
+    if dist.get_rank() == 0:
+        marker = {"format": MARKER_FORMAT, "step_dir": step_dir.name, **layout_record(layout, mode)}
+        text = json.dumps(marker, indent=1).encode()
+        atomic_write(folder / MARKER, lambda f: f.write(text))
+        for old in folder.glob("step-*"):
+            if old.is_dir() and old.name != step_dir.name:
+                shutil.rmtree(old, ignore_errors=True)
+
+
+def load_distributed(folder: Path, layout: Layout, mode: str, stage: int, replica: int) -> dict[str, Any]:
+    """This process's state from the last complete checkpoint of `folder`; a different layout is refused."""
+    marker_path = folder / MARKER
+    if not marker_path.is_file():
+        hint = " (it holds a single-process checkpoint: resume it without --pipeline/--ddp)" if (
+            folder / "last.pt").is_file() else ""
+        raise CheckpointError(f"no complete multi-process checkpoint in {folder}: {MARKER} is missing{hint}")
+    try:
+        marker = json.loads(marker_path.read_text())
+        step_dir = folder / str(marker["step_dir"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{marker_path}: unreadable ({err})") from None
+    want = layout_record(layout, mode)
+    have = {k: marker.get(k) for k in want}
+    if have != want:
+        raise CheckpointError(
+            f"{folder} was written by a run with layout {have}, this run has {want}; resume with the same "
+            "--pipeline plan (and --ddp / process count), or use another --checkpoint directory"
+        )
+    return load_checkpoint(step_dir / _file_name(stage, replica))
+
+
+def merged_checkpoint(folder: Path) -> dict[str, Any]:
+    """The last complete multi-process checkpoint of `folder` as one network's checkpoint (replica 0 of every
+    stage; their keys are already the whole network's), e.g. for `softspike evaluate`."""
+    marker_path = folder / MARKER
+    try:
+        marker = json.loads(marker_path.read_text())
+        step_dir, n_stages = folder / str(marker["step_dir"]), len(marker["stages"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{marker_path}: unreadable ({err})") from None
+    parts = [load_checkpoint(step_dir / _file_name(stage, 0)) for stage in range(n_stages)]
+    merged = dict(parts[-1])  # the last stage's log is the one that saw the loss
+    merged["model"] = {k: v for part in parts for k, v in part["model"].items()}
+    return merged
