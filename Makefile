@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install test lint pytest demo bench bench-accuracy bench-pipeline interop clean
+.PHONY: install test lint pytest demo bench bench-accuracy bench-pipeline interop fuzz clean
 
 # The environment pins exact versions for reproducible runs (pyproject.toml declares the supported
 # range); '.[dev]' brings every extra (train, data, plot, nir) and the test and lint tools CI needs.
@@ -24,6 +24,10 @@ pytest: $(STAMP)
 	$(PY) -m pytest -q --hypothesis-profile=ci --durations=10 $(PYTEST_ARGS)
 
 test: lint pytest
+
+# The property tests and the hostile-input suite at hypothesis's "thorough" profile (docs/reliability.md).
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=thorough $(PY) -m pytest -q --durations=10 tests/test_spec_fuzz.py tests/test_hostile_*.py
 
 demo: $(STAMP)
 	$(PY) -m softspike.demo $(DEMO_ARGS)

@@ -149,8 +149,13 @@ def available(libs: list[str]) -> list[str]:
     return ok
 
 
-if __name__ == "__main__":  # a library of run_all.py: answer --help like the scripts, run nothing
+def library_help(doc: str | None) -> None:
+    """`--help` for the benchmark's library modules (imported by run_all.py): print the docstring, run nothing."""
     import argparse
 
-    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+    argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter,
                             epilog="Imported by run_all.py (`make bench`); there is nothing to run here.").parse_args()
+
+
+if __name__ == "__main__":
+    library_help(__doc__)

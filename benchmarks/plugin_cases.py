@@ -138,3 +138,7 @@ def _table(out: Callable[[str], None], title: str, res: dict[str, dict[str, Any]
         out(f"| {k} | {r['path']} | {r['s'] * 1e3:.1f} | {r['first_s']:.1f} | {r['per_step'] / 1024:.0f} | "
             f"{r['rate']:.3f} | {r['agree'] * 100:.3f}% |")
     out("")
+
+
+if __name__ == "__main__":
+    peers.library_help(__doc__)

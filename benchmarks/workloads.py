@@ -132,8 +132,5 @@ def make_step(lib: str, kind: str, T: int, B: int) -> tuple[Callable[[], float],
     return step, model
 
 
-if __name__ == "__main__":  # a library of run_all.py: answer --help like the scripts, run nothing
-    import argparse
-
-    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                            epilog="Imported by run_all.py (`make bench`); there is nothing to run here.").parse_args()
+if __name__ == "__main__":
+    peers.library_help(__doc__)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -33,3 +34,22 @@ def test_spike_linear_trains_like_linear() -> None:
     assert out.shape == (8, 4, 10)
     out.sum().backward()
     assert all(p.grad is not None for p in net.parameters())
+
+
+def test_spec_parts_are_validated_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import softspike.core.registry as registry_module
+    import softspike.plugins.neurons as builtin
+
+    doc = {"name": "once", "input_shape": [4], "T": 2, "encoder": {"type": "delta", "threshold": 0.3},
+           "layers": [{"type": "linear", "out_features": 3},
+                      {"type": "neuron", "neuron": {"type": "cuba_lif", "tau_mem": 3.0},
+                       "surrogate": {"type": "atan", "alpha": 3.0}}]}
+    checked = check_spec(doc, "<test>")  # pydantic validates every part here, once
+    calls: list[str] = []
+    for module in (registry_module, builtin):
+        real = module.validate_params
+        monkeypatch.setattr(module, "validate_params", lambda *a, real=real: calls.append(a[1]) or real(*a))
+    net = build(checked)
+    neuron = dict(net.neuron_layers())["layers[1]"]
+    assert calls == []
+    assert neuron.dynamics.tau_mem == 3.0 and neuron.surrogate.alpha == 3.0 and net.encoder.threshold == 0.3

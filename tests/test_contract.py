@@ -30,6 +30,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from plugin_cases import PluginLIF  # noqa: E402
 
 
+class Resonator(Dynamics):
+    """Resonate-and-fire with a learnable frequency: a third state variable w and a parameter."""
+
+    state_names = ("w",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.omega = torch.nn.Parameter(torch.tensor(0.3))
+
+    def charge(self, x: Tensor, state: State, v_rest: float) -> tuple[Tensor, State]:
+        v, w = state["v"], state["w"]
+        return v + 0.2 * (x - v) - self.omega * w, {**state, "w": w + self.omega * v}
+
+
 class LeakyLIF(LIF):
     """A subclass that changes the charge but not the declaration: must not run LIF's kernel."""
 
@@ -134,6 +148,23 @@ def test_compiled_generic_path_matches_the_reference() -> None:
     assert check_fused_matches_reference(neuron, x, backend="compiled") == "compiled"
     info = fused.backend_info()["compiled"]
     assert info["available"] and info["status"] == "compiled"
+    # A dynamics with a learnable parameter runs the compiled step under autograd: its gradient too.
+    torch.manual_seed(1)
+    learn = Neuron(Resonator(), step_mode="m", backend="compiled")
+    ref = Neuron(Resonator(), step_mode="m", backend="reference")
+    ref.load_state_dict(learn.state_dict())
+    x = torch.rand(6, 2, 40) * 2
+    grads = []
+    for n in (learn, ref):
+        xs = x.clone().requires_grad_(True)
+        out = n(xs)
+        (gx, gw) = torch.autograd.grad((out * torch.linspace(0.5, 1.5, out.numel()).view_as(out)).sum(),
+                                       [xs, n.dynamics.omega])
+        grads.append((out.detach(), gx, gw))
+    assert learn.backend_used == "compiled"
+    assert torch.equal(grads[0][0], grads[1][0])
+    torch.testing.assert_close(grads[0][1], grads[1][1])
+    torch.testing.assert_close(grads[0][2], grads[1][2])
 
 
 def test_compiled_path_falls_back_and_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -141,6 +172,7 @@ def test_compiled_path_falls_back_and_says_why(monkeypatch: pytest.MonkeyPatch) 
         raise RuntimeError("no compiler in this test")
 
     monkeypatch.setattr(generic, "_step", broken)
+    monkeypatch.setattr(generic, "_scan_steps", (broken, broken))
     monkeypatch.setattr(generic, "_status", "not tried yet")
     monkeypatch.setattr(generic, "_failed", False)
     neuron = Neuron(CubaLIF(), step_mode="m")
@@ -203,6 +235,23 @@ def test_a_0x_dynamics_is_adapted_with_the_migration_in_the_warning() -> None:
             def charge(self, v, x, state, v_rest):  # type: ignore[no-untyped-def, override]
                 return v + x
 
+    with pytest.warns(DeprecationWarning, match="after_fire"):
+
+        class OldAdaptive(Dynamics):
+            state_names = ("a",)
+
+            def charge(self, x, state, v_rest):  # type: ignore[no-untyped-def, override]
+                return state["v"] + x, state
+
+            def threshold(self, v_threshold, state):  # type: ignore[no-untyped-def, override]
+                return v_threshold + state["a"]
+
+            def update(self, state, spike):  # type: ignore[no-untyped-def]
+                return {"a": 0.5 * state["a"] + spike}
+
+    n = Neuron(OldAdaptive(), step_mode="s")
+    n(torch.tensor([2.0]))
+    assert torch.equal(n.state["a"], torch.tensor([1.0]))
     x = torch.rand(5, 2, 3) * 2
     ref = Neuron(Old(), step_mode="m", backend="reference")(x)
     v, out = torch.zeros(2, 3), []

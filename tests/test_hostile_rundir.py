@@ -84,3 +84,14 @@ def test_a_relative_npz_path_works_from_another_directory(dirs: Path, monkeypatc
     capsys.readouterr()
     assert main(["evaluate", "--checkpoint", "../ck", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["dataset"] == f"npz:{dirs / 'd.npz'}"
+
+
+def test_a_run_that_fails_before_training_releases_its_directory(dirs: Path) -> None:
+    from softspike.models import load_spec
+    from softspike.train import DatasetError, fit
+
+    checked = load_spec(str(dirs / "spec.json"))
+    with pytest.raises(DatasetError) as failed:  # the traceback (kept here, as a notebook keeps it) holds the frame
+        fit(checked, {"dataset": f"npz:{dirs / 'missing.npz'}"}, checkpoint_dir=dirs / "ck")
+    assert failed.value is not None
+    fit(checked, {"dataset": f"npz:{dirs / 'd.npz'}", "progress": False}, checkpoint_dir=dirs / "ck", verbose=False)

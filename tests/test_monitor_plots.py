@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import torch
 from matplotlib.image import imread
 
 from softspike.cli import main
+from softspike.core.extras import MissingExtraError
 from softspike.models import build, check_spec
 from softspike.monitor import Monitor, MonitorError, membrane_figure, raster_figure, rate_histogram_figure, save_figure
 
@@ -98,3 +100,22 @@ def test_the_trainer_adds_a_raster_and_rate_histograms_to_tensorboard(trained: P
         assert [i.step for i in images] == [1, 2]  # one per epoch
         img = imread(io.BytesIO(images[-1].encoded_image_string), format="png")
         assert img.shape[:2] == (images[-1].height, images[-1].width) and _ink(img) > 0.002
+
+
+def test_without_matplotlib_plots_name_the_extra_and_training_logs_scalars_only(monkeypatch: Any) -> None:
+    from softspike.monitor.board import add_epoch_images
+    from softspike.train.data import ArraySplit
+    from softspike.train.monitor import FiringRates
+
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    mon = _monitored()
+    with pytest.raises(MissingExtraError, match=r"pip install 'softspike\[plot\]'"):
+        raster_figure(mon)
+
+    class Writer:
+        def add_figure(self, *args: Any) -> None:
+            raise AssertionError("no figure without matplotlib")
+
+    split = ArraySplit(torch.rand(2, 1, 4, 4), torch.zeros(2, dtype=torch.long))
+    with pytest.warns(UserWarning, match="the run logs scalars only"):
+        add_epoch_images(Writer(), mon.net, split, FiringRates([]), 1)

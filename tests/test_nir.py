@@ -4,6 +4,7 @@ NIR's gains and leak potentials into weights are checked against the NIR equatio
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import nir
@@ -12,6 +13,7 @@ import pytest
 import torch
 
 from softspike.cli import main
+from softspike.core.extras import MissingExtraError
 from softspike.core.registry import get_registry
 from softspike.models.builder import build
 from softspike.models.load import check_spec, load_spec
@@ -222,3 +224,9 @@ def test_cli_export_then_import(tmp_path: Any, capsys: Any) -> None:
     assert np.array_equal(read_nir(again).nodes["layers_1"].weight, read_nir(out).nodes["layers_1"].weight)
     assert main(["export-nir", "-o", str(again)]) == 1
     assert "give a SPEC, a --checkpoint, or both" in capsys.readouterr().err
+
+
+def test_without_the_nir_package_the_error_names_the_extra(monkeypatch: Any) -> None:
+    monkeypatch.setitem(sys.modules, "nir", None)  # what an environment without the package looks like
+    with pytest.raises(MissingExtraError, match=r"NIR import and export needs .*pip install 'softspike\[nir\]'"):
+        export_nir("mnist_fc")

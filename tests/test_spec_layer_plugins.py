@@ -193,7 +193,10 @@ def test_an_installed_package_adds_a_layer_type_and_a_clash_is_skipped(tmp_path:
     spec = json.loads(SPEC)
     spec["layers"][1:3] = [{"type": "shift", "offset": 2.0}]
     (tmp_path / "spec.json").write_text(json.dumps(spec))
+    # softspike.models.layers first: models -> core kernels -> (today) plugins -> models must not be an
+    # import cycle, so the built-in plugin imports the layer types only when it registers them.
     code = textwrap.dedent(f"""
+        import softspike.models.layers
         import json, torch, softspike
         from softspike.cli import main
         from softspike.models import build, load_spec
@@ -213,3 +216,4 @@ def test_an_installed_package_adds_a_layer_type_and_a_clash_is_skipped(tmp_path:
     clash = data["errors"]["clash_layer"]
     assert "layer 'flatten' (from softspike-layers-demo)" in clash and "registered by softspike" in clash
     assert not data["my_linear"]
+

@@ -114,3 +114,20 @@ def test_huge_integers_from_python_are_clear_errors(value: int) -> None:
     spec["T"] = value
     with pytest.raises(SpecError, match=r"T: must be [<>]= \S+ \(got an integer of about \d+ digits\)"):
         check_spec(spec)
+
+
+def test_build_refuses_weights_beyond_memory_whatever_the_path() -> None:
+    # evaluate, predict and softspike.load build from a checkpoint's stored spec: build itself guards.
+    spec = json.loads(json.dumps(TINY))
+    spec["layers"][7]["out_features"] = 2_000_000_000
+    checked = check_spec(spec)
+    with pytest.raises(SpecError, match=r"layers\[7\]: the network's 38,000,000,062 parameters would take 142 GiB "
+                                        r"\(linear layer layers\[7\]: 38,000,000,000\), more than the 1 GiB"):
+        build(checked, max_memory=2**30)
+    assert build(check_spec(TINY), max_memory=2**20) is not None
+
+
+def test_data_with_its_own_time_axis_is_counted_once() -> None:
+    checked = load_spec("nmnist_conv")  # input_shape [T=8, 2, 34, 34] through the frames encoder
+    assert checked.step_shape == (2, 34, 34)
+    assert estimate(checked, 1).parts[0].activation_bytes == 8 * 2 * 34 * 34 * 4

@@ -39,7 +39,7 @@ def test_nan_weights_stop_the_run_naming_the_layer_and_keep_the_checkpoint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Weights poisoned after step 5 (the loss stays finite: NaN never fires): caught before the step-6 save."""
-    make = loop._optimizer
+    make = loop.make_optimizer
 
     def poisoning(net: Any, cfg: Any) -> torch.optim.Optimizer:
         opt = make(net, cfg)
@@ -54,7 +54,7 @@ def test_nan_weights_stop_the_run_naming_the_layer_and_keep_the_checkpoint(
         opt.register_step_post_hook(poison)
         return opt
 
-    monkeypatch.setattr(loop, "_optimizer", poisoning)
+    monkeypatch.setattr(loop, "make_optimizer", poisoning)
     with pytest.raises(TrainingDiverged) as err:
         fit(spec(), {**OPTS, "checkpoint_every": 2}, checkpoint_dir=tmp_path, verbose=False)
     text = str(err.value)

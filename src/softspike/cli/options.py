@@ -38,14 +38,15 @@ def _number_type(field: str, kind: type[int] | type[float]) -> Callable[[str], A
     noun = "a whole number" if kind is int else "a number"
 
     def parse(text: str) -> int | float:
+        shown = text if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"
         try:
             value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
+        except ValueError:  # also Python's limit on the digits of an int
+            raise argparse.ArgumentTypeError(f"{shown!r} is not {noun}") from None
         if isinstance(value, float) and not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+            raise argparse.ArgumentTypeError(f"{shown!r} is not a finite number")
         if not _in_range(value, bounds):
-            raise argparse.ArgumentTypeError(f"{text} is out of range: give {noun} {allowed}")
+            raise argparse.ArgumentTypeError(f"{shown} is out of range: give {noun} {allowed}")
         return value
 
     parse.__name__ = field  # what argparse names in its own messages

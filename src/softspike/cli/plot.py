@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     trained = load_trained(args.checkpoint)
     checked, net = trained.checked, trained.net
     dataset = args.dataset or trained.config.dataset
-    data = load_dataset(dataset, args.data_root or trained.config.data_root, args.download)
+    data = load_dataset(dataset, args.data_root or trained.config.data_root, args.download, checked.spec.T)
     data.check_fits(checked.spec.input_shape, checked.num_classes, checked.spec.name)
     split = data.test if args.split == "test" else data.train
     count = max(args.count, 1) if args.kind == "rates" else 1

@@ -87,7 +87,7 @@ def read_samples(path: Path, shape: tuple[int, ...]) -> Any:
     if x.shape[1:] != shape or x.shape[0] == 0:
         raise DatasetError(f"{path}: samples of shape {list(x.shape)} do not fit the network's input {list(shape)}; "
                            "give [N, *input_shape] or one sample")
-    t = torch.from_numpy(np.ascontiguousarray(x))
+    t = torch.from_numpy(np.array(x, copy=True, order="C"))  # owned and writable (PIL arrays are read-only)
     return t.float().div_(255.0) if t.dtype == torch.uint8 else t.float()
 
 

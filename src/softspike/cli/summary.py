@@ -54,9 +54,9 @@ def table(arg: str, batch_size: int, max_memory: int | None = None) -> tuple[lis
     memory = check_limit(checked, batch_size, max_memory)
     spec = checked.spec
     per_sample = spec.T * batch_size * BYTES_PER_VALUE
-    input_acts = per_sample * numel(spec.input_shape)
+    input_acts = per_sample * numel(checked.step_shape)
     rows: list[tuple[str, ...]] = [("input", "encoder", f"{describe_part(spec.encoder)} T={spec.T}",
-                                    _shape(spec.input_shape), f"{checked.encoder_params:,}", format_size(input_acts))]
+                                    _shape(checked.step_shape), f"{checked.encoder_params:,}", format_size(input_acts))]
     total_acts = input_acts
     for info in checked.layers:
         name = "  " * info.depth + info.path.rsplit(".", 1)[-1]

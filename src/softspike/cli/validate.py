@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from softspike.cli.options import int_option
 from softspike.models.limits import check_memory, format_size, machine_memory, parse_size
 from softspike.models.load import CheckedSpec, load_spec
 from softspike.train.config import TrainConfig
@@ -17,23 +18,13 @@ def _size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
-def _batch(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if not 1 <= value <= 2**31 - 1:
-        raise argparse.ArgumentTypeError(f"must be between 1 and {2**31 - 1}, got {value}")
-    return value
-
-
 def add_limit_options(p: argparse.ArgumentParser, batch_size: bool = True) -> None:
     """`--max-memory SIZE` (and `--batch-size N`, where the command has no batch size of its own)."""
     p.add_argument("--max-memory", type=_size, metavar="SIZE",
                    help="refuse a network whose parameters and activations need more (e.g. 8GiB; "
                         "default: the machine's memory)")
     if batch_size:
-        p.add_argument("--batch-size", type=_batch, default=TrainConfig().batch_size, metavar="N",
+        p.add_argument("--batch-size", type=int_option("batch_size"), default=TrainConfig().batch_size, metavar="N",
                        help="batch size the memory check assumes (default %(default)s, as train)")
 
 

@@ -95,6 +95,7 @@ class Dynamics(nn.Module, metaclass=abc.ABCMeta):
         if "linear_charge" not in cls.__dict__ and any(m in cls.__dict__ for m in DECLARED_METHODS):
             cls.linear_charge = Dynamics.linear_charge  # type: ignore[method-assign]
         _check_charge_signature(cls)
+        _adapt_update(cls)
 
     @classmethod
     def from_params(cls, params: BaseModel) -> Dynamics:
@@ -160,3 +161,22 @@ def _check_charge_signature(cls: type) -> None:
 
     charge.__doc__ = fn.__doc__
     cls.charge = charge  # type: ignore[attr-defined]
+
+
+def _adapt_update(cls: type) -> None:
+    """Run a 0.x `update(state, spike) -> extra state` as `after_fire`, with the migration in a warning."""
+    update = cls.__dict__.get("update")
+    if update is None or "after_fire" in cls.__dict__:
+        return
+    warnings.warn(
+        f"{cls.__qualname__}.update(state, spike) is the 0.x contract; rename it after_fire(h, spike, state) "
+        "and return the whole state ({**state, 'a': ...})",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+
+    def after_fire(self: Dynamics, h: Tensor, spike: Tensor, state: State) -> State:
+        extra = {k: t for k, t in state.items() if k != "v"}
+        return {**state, **update(self, extra, spike)}
+
+    cls.after_fire = after_fire  # type: ignore[attr-defined]

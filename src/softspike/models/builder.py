@@ -14,7 +14,8 @@ from torch import nn
 
 from softspike.core.registry import Registry, get_registry
 from softspike.models.errors import join_path
-from softspike.models.layers import BuildContext, part_params
+from softspike.models.layers import BuildContext, instantiate
+from softspike.models.limits import check_weights
 from softspike.models.load import CheckedSpec
 from softspike.models.network import SpikingNetwork
 
@@ -44,11 +45,15 @@ class _Builder:
         return self.sequence(getattr(layer, field), f"{path}.{field}", None)
 
 
-def build(checked: CheckedSpec, registry: Registry | None = None) -> SpikingNetwork:
-    """Build the network of a checked spec (see `softspike.models.load_spec`)."""
+def build(checked: CheckedSpec, registry: Registry | None = None, max_memory: int | None = None) -> SpikingNetwork:
+    """Build the network of a checked spec (see `softspike.models.load_spec`).
+
+    Weights that would not fit in `max_memory` bytes (default: the machine's memory) are refused
+    before any is allocated, with a SpecError naming the largest layer."""
+    check_weights(checked, max_memory)
     registry = registry or get_registry()
     spec = checked.spec
-    encoder = registry.encoders.create(spec.encoder.type, **part_params(spec.encoder))
+    encoder = instantiate(registry.encoders, spec.encoder)
     builder = _Builder(checked, registry)
     # The first layer is fed by spikes unless the encoder passes analog values through.
     body = builder.sequence(spec.layers, "layers", not getattr(encoder, "analog", False))

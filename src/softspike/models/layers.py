@@ -24,7 +24,8 @@ from pydantic import Field
 from torch import nn
 
 from softspike.core.fused.linear import SpikeLinear
-from softspike.core.registry import Registry
+from softspike.core.neuron import Neuron
+from softspike.core.registry import Catalog, Registry
 from softspike.layers import MultiStep
 from softspike.models.base import MAX_SIZE, Size, SpecModel
 from softspike.models.network import Residual as ResidualModule
@@ -77,6 +78,16 @@ class BuildContext:
 def part_params(part: Any) -> dict[str, Any]:
     """The parameters of a tagged spec part (a neuron, surrogate or encoder), without its tag."""
     return {k: getattr(part, k) for k in type(part).model_fields if k != "type"}
+
+
+def instantiate(catalog: Catalog[Any], part: Any) -> Any:
+    """The plugin object a spec part describes. The spec's models already validated the part, so it
+    is handed over as the plugin's own params object, not validated again (`from_params`; a factory
+    without it gets the values as keywords)."""
+    entry = catalog.get(part.type)
+    valid = entry.params.model_construct(**part_params(part))
+    from_params = getattr(entry.factory, "from_params", None)
+    return from_params(valid) if callable(from_params) else entry.factory(**valid.model_dump())
 
 
 class LayerSpec(SpecModel):
@@ -297,13 +308,13 @@ class NeuronLayer(LayerSpec):
         return {"neuron": parts.neuron, "surrogate": parts.surrogate | None}
 
     def create(self, registry: Registry) -> nn.Module:
-        """The neuron module (multi-step) this layer describes."""
-        surrogate = None
+        """The neuron module (multi-step) this layer describes, from its registry's plugins."""
         if self.surrogate is not None:
-            surrogate = registry.surrogates.create(self.surrogate.type, **part_params(self.surrogate))
-        return registry.neurons.create(  # type: ignore[no-any-return]
-            self.neuron.type,
-            **part_params(self.neuron),
+            surrogate = instantiate(registry.surrogates, self.surrogate)
+        else:
+            surrogate = registry.surrogates.create("sigmoid")
+        return Neuron(
+            instantiate(registry.neurons, self.neuron),
             v_threshold=self.v_threshold,
             v_reset=self.v_reset,
             surrogate=surrogate,

@@ -114,7 +114,7 @@ def estimate(checked: CheckedSpec, batch_size: int) -> MemoryEstimate:
     spec = checked.spec
     per_step = spec.T * batch_size * BYTES_PER_VALUE
     parts = [LayerMemory("encoder", f"{spec.encoder.type} encoder", checked.encoder_params * BYTES_PER_PARAMETER,
-                         numel(spec.input_shape) * per_step)]
+                         numel(checked.step_shape) * per_step)]
     for info in checked.layers:
         parts.append(LayerMemory(info.path, f"{info.layer.type} layer", info.params * BYTES_PER_PARAMETER,
                                  info.activations * per_step))
@@ -148,3 +148,17 @@ def check_memory(checked: CheckedSpec, batch_size: int, limit: int) -> MemoryEst
                 f"{format_size(est.activation_bytes)}; the largest part is {big.path}, "
                 f"{format_size(big.total)}), over the memory limit of {format_size(limit)}{hint}")
     raise SpecError(checked.source, [line])
+
+
+def check_weights(checked: CheckedSpec, limit: int | None = None) -> None:
+    """SpecError if the network's weights alone (4 bytes each) exceed `limit` (default: the machine's
+    memory): the guard every build passes, whatever path the spec came by (a file, a checkpoint)."""
+    limit = machine_memory() if limit is None else limit
+    weights = checked.num_parameters * BYTES_PER_VALUE
+    if weights <= limit:
+        return
+    big = max(checked.layers, key=lambda info: info.params)
+    raise SpecError(checked.source, [
+        f"{big.path}: the network's {checked.num_parameters:,} parameters would take {format_size(weights)} "
+        f"({big.layer.type} layer {big.path}: {big.params:,}), more than the {format_size(limit)} of memory here"
+    ])

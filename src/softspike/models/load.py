@@ -38,6 +38,12 @@ class CheckedSpec:
         return self.output_shape[0]
 
     @property
+    def step_shape(self) -> Shape:
+        """One time step of the encoder's output, [T, B, *step_shape]: the input_shape, without its leading
+        T for an encoder that reads the data's own time axis (frames)."""
+        return self.layers[0].in_shape
+
+    @property
     def num_parameters(self) -> int:
         """Learnable parameters of the whole network, counted without building it."""
         return self.encoder_params + sum(info.params for info in self.layers)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -20,8 +21,15 @@ def add_epoch_images(writer: Any, net: Any, split: Any, rates: FiringRates, step
     if writer is None or len(split) == 0:
         return
     # Imported here: the trainer imports this module, and the monitor builds on the trainer's FiringRates.
+    from softspike.core.extras import MissingExtraError, require
     from softspike.monitor.plot import raster_figure, rate_histogram_figure
     from softspike.monitor.record import Monitor
+
+    try:
+        require("matplotlib.figure", "plot", "TensorBoard images (raster, rate histograms)", "matplotlib")
+    except MissingExtraError as err:
+        warnings.warn(f"{err}; the run logs scalars only", stacklevel=2)
+        return
 
     x, _ = split.batch(torch.arange(1), device)
     was_training = net.training

@@ -14,13 +14,13 @@ from typing import Any
 
 from torch import Tensor
 
+from softspike.core.extras import require
 from softspike.monitor.record import Monitor, MonitorError
 
 
 def _figure(rows: int, height: float = 2.2, width: float = 7.0) -> tuple[Any, list[Any]]:
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, max(2.5, height * rows)), layout="constrained")
+    figure = require("matplotlib.figure", "plot", "plotting (softspike.monitor, softspike plot)", "matplotlib")
+    fig = figure.Figure(figsize=(width, max(2.5, height * rows)), layout="constrained")
     axes = fig.subplots(rows, 1, squeeze=False)[:, 0]
     return fig, list(axes)
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
 from softspike.core.errors import SoftspikeError
+from softspike.core.extras import require
 
 #: The default length of one time step in seconds (Norse's default dt as well).
 DEFAULT_DT = 1e-3
@@ -20,6 +22,11 @@ META_LAYER = "softspike_layer"
 
 class NIRError(SoftspikeError, ValueError):
     """A network or a NIR graph that cannot be converted; the message names the layer or node."""
+
+
+def nir_module() -> ModuleType:
+    """The `nir` package (the `nir` extra), imported when a conversion runs."""
+    return require("nir", "nir", "NIR import and export")
 
 
 def check_dt(dt: float) -> float:

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from softspike.models.builder import build
 from softspike.models.load import CheckedSpec, check_spec, load_spec
 from softspike.models.network import SpikingNetwork
-from softspike.nir.common import DEFAULT_DT, META_DT, META_LAYER, META_SPEC, NIRError, check_dt
+from softspike.nir.common import DEFAULT_DT, META_DT, META_LAYER, META_SPEC, NIRError, check_dt, nir_module
 
 SpecLike = CheckedSpec | str | Path | Mapping[str, Any]
 Weights = SpikingNetwork | Mapping[str, Tensor] | None
@@ -54,7 +54,7 @@ def node_name(path: str) -> str:
 
 
 def _neuron_node(layer: Any, module: nn.Module, shape: tuple[int, ...], dt: float, where: str) -> Any:
-    import nir
+    nir = nir_module()
 
     kind = layer.neuron.type
     if layer.v_reset is None:
@@ -90,7 +90,7 @@ def _neuron_node(layer: Any, module: nn.Module, shape: tuple[int, ...], dt: floa
 
 def _layer_node(info: Any, module: nn.Module, dt: float) -> Any:
     """The NIR node of one top-level layer, or None for a layer that vanishes at inference."""
-    import nir
+    nir = nir_module()
 
     layer, where = info.layer, info.path
     kind = layer.type
@@ -127,7 +127,7 @@ def export_nir(spec: SpecLike, weights: Weights = None, dt: float = DEFAULT_DT) 
     `spec` is a checked spec, a spec file or zoo name, or a spec as a dict; `weights` the trained
     network built from it, or its state_dict (None: freshly initialised weights). One time step
     lasts `dt` seconds, so a LIF's τ of k steps is written as k·dt seconds."""
-    import nir
+    nir = nir_module()
 
     dt = check_dt(dt)
     checked = _checked(spec)
@@ -164,7 +164,7 @@ def export_nir(spec: SpecLike, weights: Weights = None, dt: float = DEFAULT_DT) 
 
 def write_nir(graph: Any, path: str | Path) -> None:
     """Write a NIR graph to `path` (HDF5, the `.nir` format every NIR tool reads)."""
-    import nir
+    nir = nir_module()
 
     try:
         nir.write(str(path), graph)

@@ -40,6 +40,7 @@ from softspike.nir.common import (
     as_array,
     check_dt,
     json_meta,
+    nir_module,
     uniform,
 )
 
@@ -83,7 +84,7 @@ class Imported:
 
 def read_nir(path: str | Path) -> Any:
     """Read a .nir file."""
-    import nir
+    nir = nir_module()
 
     if not Path(path).is_file():
         raise NIRError(f"{path}: no such file")
@@ -95,7 +96,7 @@ def read_nir(path: str | Path) -> Any:
 
 def _chain(graph: Any) -> list[tuple[str, Any]]:
     """The nodes from input to output, in order; anything but a single chain is an error."""
-    import nir
+    nir = nir_module()
 
     nodes: dict[str, Any] = graph.nodes
     inputs = [k for k, n in nodes.items() if isinstance(n, nir.Input)]
@@ -280,7 +281,7 @@ class _Reader:
 
 
 def _read_node(r: _Reader, name: str, node: Any) -> None:
-    import nir
+    nir = nir_module()
 
     where = f"node {name!r} ({type(node).__name__})"
     if isinstance(node, nir.Affine):
@@ -335,7 +336,7 @@ def import_nir(source: Any, *, dt: float | None = None, T: int | None = None, na
     LIF with tau = 20 ms becomes τ = 20 steps at dt = 1 ms. `T`, the name, the encoder and the
     readout come from a softspike export's metadata where present; otherwise T defaults to 8, the
     encoder to "constant" (the input at every step) and the readout to the firing rate."""
-    import nir
+    nir = nir_module()
 
     label = str(source) if isinstance(source, (str, Path)) else "<NIR graph>"
     graph = read_nir(source) if isinstance(source, (str, Path)) else source

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from softspike.core.hookspecs import hookimpl
 from softspike.core.registry import Registrar
-from softspike.models.layers import BUILTIN_LAYERS
 from softspike.plugins import encoders, neurons, surrogates
 
 
@@ -29,6 +28,9 @@ def softspike_register(registry: Registrar) -> None:
     registry.encoders.add("latency", encoders.LatencyEncoder)
     registry.encoders.add("delta", encoders.DeltaEncoder)
     registry.encoders.add("frames", encoders.FramesEncoder)
+
+    # Imported here, at registration: models imports core's kernels, which must not wait on plugins.
+    from softspike.models.layers import BUILTIN_LAYERS
 
     for name, layer in BUILTIN_LAYERS.items():
         registry.layers.add(name, layer)

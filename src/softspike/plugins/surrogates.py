@@ -81,7 +81,11 @@ class PiecewiseQuadratic(_AlphaGate):
 
 
 class FastSigmoid(_AlphaGate):
-    """SuperSpike's fast sigmoid: σ(x) = 1/2 + αx / (2(1 + α|x|)); σ'(x) = α / (2(1 + α|x|)²)."""
+    """Fast sigmoid (softsign): σ(x) = 1/2 + αx / (2(1 + α|x|)); σ'(x) = α / (2(1 + α|x|)²).
+
+    Equals SpikingJelly's `SoftSign(alpha)` exactly. snnTorch's `fast_sigmoid(slope=k)` and Norse's
+    SuperSpike use 1 / (1 + k|x|)², the same shape at another scale: this gate with α = k, times 2/k.
+    """
 
     Params = _alpha_params("FastSigmoid", 25.0, "Sharpness α (> 0); σ'(0) = α/2.")
 
@@ -120,8 +124,9 @@ class TriangleParams(Params):
 class Triangle(Surrogate):
     """σ'(x) = α·max(0, 1 - |x|/w): a triangle of height α and half-width w; σ its integral.
 
-    Height and width are set apart (snnTorch's triangular surrogate); with α·w = 1 it is
-    `piecewise_quadratic` with alpha = 1/w.
+    Equals Norse's `triangle` surrogate (β·relu(1 - α'|x|)) with its β = α and α' = 1/w, and with
+    w = 1 Norse's "tent" threshold. (snnTorch's `triangular` is not this: its gradient is ±threshold, a
+    step.) With α·w = 1 it is `piecewise_quadratic` with alpha = 1/w.
     """
 
     Params: ClassVar[type[TriangleParams]] = TriangleParams

@@ -140,12 +140,18 @@ def fit(checked: CheckedSpec, options: dict[str, Any] | TrainConfig, logdir: str
     `verbose` prints one line per epoch; the config's `progress` shows a progress bar. `overwrite`
     lets a new run replace another spec's checkpoint in `checkpoint_dir` (refused otherwise)."""
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir is not None else None
-    stored: dict[str, Any] | None = None
     if resume and ckpt_path is None:
         raise CheckpointError("--resume needs --checkpoint DIR, the directory of the run to continue")
-    # Locked, writable, cleaned and not another spec's before any work; released when training ends.
+    # Locked, writable, cleaned and not another spec's before any work; released however the run ends.
     claim = (claim_checkpoint_dir(ckpt_path.parent, CHECKPOINT_FILE, spec_text(checked), resume, overwrite)
              if ckpt_path is not None else contextlib.nullcontext())
+    with claim:
+        return _fit(checked, options, logdir, ckpt_path, resume, verbose)
+
+
+def _fit(checked: CheckedSpec, options: dict[str, Any] | TrainConfig, logdir: str | Path | None,
+         ckpt_path: Path | None, resume: bool, verbose: bool) -> dict[str, Any]:
+    stored: dict[str, Any] | None = None
     if resume and ckpt_path is not None:
         stored = validate_checkpoint(load_checkpoint(ckpt_path), ckpt_path, resume=True)
         check_same_spec(stored, checked, ckpt_path)
@@ -178,7 +184,7 @@ def fit(checked: CheckedSpec, options: dict[str, Any] | TrainConfig, logdir: str
     progress = Progress(logdir, cfg.progress, verbose)
     # Plain locals for the hot loop: no model attribute lookups per step.
     bs, shift, loss_kind, every = cfg.batch_size, cfg.augment_shift, cfg.loss, cfg.checkpoint_every
-    with claim, FiringRates(net.neuron_layers(), per_neuron=logdir is not None) as monitor:
+    with FiringRates(net.neuron_layers(), per_neuron=logdir is not None) as monitor:
         for epoch in range(log.epoch, cfg.epochs):
             order = epoch_order(cfg.seed, epoch, len(data.train))
             net.train()

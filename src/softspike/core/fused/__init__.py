@@ -4,10 +4,10 @@ A path is chosen by what the dynamics and the gate *declare* (never by their cla
 or a third-party neuron takes the same path as a built-in with the same declaration. `backend="auto"`
 tries, in order:
 
-    native      compiled C++ kernels, `torch.ops.softspike` operators: a declared `LinearCharge` (IF, LIF,
-                parametric LIF or anyone's equal) without adaptation, a gate that declares a kernel
-                (`Surrogate.kernel()`), CPU float32, reset gradient "surrogate" or detached. Saves only X;
-                backward recomputes H.
+    native      compiled C++ kernels as `torch.ops.softspike` operators: a declared `LinearCharge`
+                (IF, LIF, parametric LIF or anyone's equal) without adaptation, a gate that declares a
+                kernel (`Surrogate.kernel()`), CPU float32, reset gradient "surrogate" or detached.
+                Saves only X; backward recomputes H.
     torch       tensor ops in a custom autograd Function: any declared `LinearCharge` (adaptive
                 threshold included), any gate, any reset mode, any device and dtype. Saves H per step.
     compiled    any other dynamics: one step (charge, fire, reset) compiled by torch.compile into one

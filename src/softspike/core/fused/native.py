@@ -5,6 +5,12 @@ seconds and needs no ninja. The library is cached in torch's extension directory
 hashes the source, the flags, the compiler and the CPU, so a changed source or machine rebuilds it.
 Any failure (no compiler, a read-only cache, a broken build) leaves `load()` returning None with
 the reason in `status()`; callers then use the tensor-op path.
+
+Nothing outside `softspike.core.fused` calls the library directly: the `torch.ops.softspike`
+operators (`ops.py`, `linear.py`, `sampling.py`, `compact.py`) wrap every entry point, check the
+arguments and give PyTorch's compiler and transforms a node to see. This trades a C++
+TORCH_LIBRARY registration (torch headers: about a minute of compiling per source change on two
+cores) for a Python `custom_op` around the ctypes call (a few seconds), at the same per-call cost.
 """
 
 from __future__ import annotations
