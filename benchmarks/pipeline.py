@@ -1,10 +1,11 @@
 """Pipelined training throughput against one process (`make bench-pipeline`; results in docs/benchmarks.md).
 
 The 2020 table's shape: images/s by batch size x micro-batch count, for a cifar10_conv-like spec split
-into 2 stages on 2 processes (torch.distributed.pipelining, gloo, one thread each), against the same
-spec in one process (two threads: the same cores). Beside it, per stage: the plan's predicted fwd+bwd
-time and memory (when `softspike.pipelines.planner` is there) against the measured ones, and the
-stages' memory against one process holding the whole network.
+into the 2 stages `softspike.pipelines.planner` chooses, on 2 processes (torch.distributed.pipelining,
+gloo, one thread each), against the same spec in one process (one and two threads). Beside it, per
+stage: the plan's predicted fwd+bwd time and memory against the ones each stage measures in its own
+process (`runtime_measure`, thread-CPU clock), and the stages' memory against one process holding the
+whole network.
 
     python benchmarks/pipeline.py [--channels 32] [--T 4] [--batches 8,16,32] [--micro 1,2,4] [--steps 3]
 """
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import functools
 import json
 import os
 import subprocess
@@ -24,19 +24,22 @@ from typing import Any
 
 import torch
 
-ZOO_SPEC = "cifar10_conv"
+
+def bench_spec(channels: int, T: int) -> Any:
+    """cifar10_conv with `channels` instead of 256 and `T` steps (the zoo's network is minutes per step here)."""
+    from softspike.pipelines.measure import scaled_cifar10_conv
+
+    return scaled_cifar10_conv(channels, T)
 
 
-def bench_spec(channels: int, T: int) -> dict[str, Any]:
-    """cifar10_conv with `channels` instead of 256 and `T` steps (the zoo's network is days of CPU time)."""
-    from importlib import resources
+def plan_for(args: argparse.Namespace, b: int, m: int) -> Any:
+    """The planner's 2-stage 1F1B plan at batch b, m micro-batches (profiled one-threaded, thread-CPU clock)."""
+    from softspike.pipelines.planner import make_plan
+    from softspike.pipelines.profile import profile_spec
 
-    spec = json.loads(resources.files("softspike.models.zoo").joinpath(f"{ZOO_SPEC}.json").read_text())
-    spec["name"], spec["T"] = f"{ZOO_SPEC}_c{channels}", T
-    for layer in spec["layers"]:
-        if layer["type"] == "conv2d":
-            layer["out_channels"] = channels
-    return spec
+    checked = bench_spec(args.channels, args.T)
+    prof = profile_spec(checked, b // m, repeats=5, clock="thread")
+    return make_plan(checked, ["cpu", "cpu"], b, m, "1f1b", profile=prof).plan
 
 
 def _step_time(step: Any, steps: int) -> float:
@@ -52,23 +55,25 @@ def worker(args: argparse.Namespace) -> None:
     import torch.distributed as dist
 
     from softspike.models.builder import build
-    from softspike.models.load import check_spec
+    from softspike.pipelines.partition import in_flight
     from softspike.pipelines.runtime import Layout, PipelineRuntime
-    from softspike.pipelines.runtime_measure import in_flight, measure_stage, tensor_bytes
+    from softspike.pipelines.runtime_measure import measure_stage, tensor_bytes
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=600))
     rank = dist.get_rank()
-    checked = check_spec(bench_spec(args.channels, args.T))
-    split = _split(checked)
+    checked = bench_spec(args.channels, args.T)
     rows = []
     for b in args.batches:
         for m in args.micro:
             if b % m:
                 continue
+            box = [plan_for(args, b, m) if rank == 0 else None]
+            dist.broadcast_object_list(box, src=0)  # both processes run rank 0's plan
+            plan = box[0]
             torch.manual_seed(0)
             net = build(checked)
-            layout = Layout(((0, split), (split, len(checked.spec.layers))), "1f1b", m)
+            layout = Layout(tuple((s.start, s.stop) for s in plan.stages), "1f1b", m)
             rt = PipelineRuntime(net, checked, layout, rank, torch.device("cpu"), "cross_entropy", None, None, b)
             opt = torch.optim.Adam(rt.module.parameters(), lr=1e-3)
             x, y = torch.rand(b, 3, 32, 32), torch.randint(0, 10, (b,))
@@ -82,8 +87,12 @@ def worker(args: argparse.Namespace) -> None:
             start = layout.stages[rt.stage_index][0]
             cost = measure_stage(rt.module, (args.T, b // m, *_shapes(checked)[start]), rt.is_first,
                                  torch.device("cpu"))
-            held = in_flight(rt.schedule_name, m, 2, rt.stage_index)
+            held = in_flight(rt.schedule_name, rt.stage_index, 2, m)
+            predicted = plan.stages[rt.stage_index]
             rows.append({"batch": b, "microbatches": m, "schedule": rt.schedule_name, "stage": rt.stage_index,
+                         "blocks": [predicted.start, predicted.stop],
+                         "predicted_time_ms": predicted.predicted_time_ms,
+                         "predicted_memory_bytes": predicted.predicted_memory_bytes,
                          "step_s": seconds, "measured_time_ms": cost["time_ms"],
                          "measured_memory_bytes": tensor_bytes(rt.module, opt) + held * cost["activation_bytes"]})
             dist.barrier()
@@ -100,22 +109,14 @@ def _shapes(checked: Any) -> list[tuple[int, ...]]:
     return block_shapes(checked)
 
 
-def _split(checked: Any) -> int:
-    """After the first pool: the 32x32 layers against the rest, the most even contiguous split of this
-    network (the second conv at full resolution alone costs about as much as all later blocks)."""
-    pools = [i for i, layer in enumerate(checked.spec.layers) if layer.type == "maxpool2d"]
-    return pools[0] + 1
-
-
 def single_process(args: argparse.Namespace) -> list[dict[str, Any]]:
     """The whole spec in this process, all the pipeline's cores (2 threads), same batches and optimizer."""
     from softspike.models.builder import build
-    from softspike.models.load import check_spec
     from softspike.pipelines.runtime import StageBlocks
     from softspike.pipelines.runtime_measure import measure_stage, tensor_bytes
     from softspike.train.loop import rate_loss
 
-    checked = check_spec(bench_spec(args.channels, args.T))
+    checked = bench_spec(args.channels, args.T)
     rows = []
     for b, threads in ((b, t) for b in args.batches for t in (1, 2)):
         torch.set_num_threads(threads)
@@ -136,26 +137,6 @@ def single_process(args: argparse.Namespace) -> list[dict[str, Any]]:
         rows.append({"batch": b, "threads": threads, "step_s": seconds,
                      "memory_bytes": tensor_bytes(whole, opt) + cost["activation_bytes"]})
     return rows
-
-
-@functools.cache
-def predictions(channels: int, T: int, b: int, m: int, schedule: str) -> list[dict[str, float]] | None:
-    """The planner's predicted stage times and memory for the split this benchmark uses, if it is there."""
-    try:
-        from softspike.pipelines.partition import CostTable, Device, stage_cost
-        from softspike.pipelines.profile import profile_spec
-    except ImportError:
-        return None
-    from softspike.models.load import check_spec
-
-    torch.set_num_threads(1)  # as each pipeline process runs
-    checked = check_spec(bench_spec(channels, T))
-    table = CostTable.from_profile(profile_spec(checked, b // m, device="cpu", repeats=3))
-    split, n = _split(checked), len(checked.spec.layers)
-    devices = [Device("cpu"), Device("cpu")]
-    costs = [stage_cost(table, a, z, i, devices, m, schedule, float("inf"), False)  # type: ignore[arg-type]
-             for i, (a, z) in enumerate(((0, split), (split, n)))]
-    return [{"time_ms": c.time_ms, "memory_bytes": c.memory_bytes} for c in costs]
 
 
 def main() -> None:
@@ -185,12 +166,12 @@ def main() -> None:
 
 def report(args: argparse.Namespace, pipe: list[dict[str, Any]], one: list[dict[str, Any]]) -> None:
     spec = bench_spec(args.channels, args.T)
-    print(f"### {spec['name']} (cifar10_conv with {args.channels} channels, T={args.T}), 2 stages on 2 processes "
-          "vs one process, images/s (Adam step included)\n")
+    print(f"### {spec.spec.name} (cifar10_conv with {args.channels} channels, T={args.T}), 2 planned stages on "
+          "2 processes vs one process, images/s (Adam step included)\n")
     print("| batch | one process, 1 thread | one process, 2 threads | "
           + " | ".join(f"pipeline M={m}" for m in args.micro) + " |")
     print("|---|---|---|" + "---|" * len(args.micro))
-    table: dict[str, Any] = {"spec": spec["name"], "channels": args.channels, "T": args.T, "rows": []}
+    table: dict[str, Any] = {"spec": spec.spec.name, "channels": args.channels, "T": args.T, "rows": []}
     for b in args.batches:
         cells = []
         for m in args.micro:
@@ -199,19 +180,14 @@ def report(args: argparse.Namespace, pipe: list[dict[str, Any]], one: list[dict[
         singles = [f"{b / s['step_s']:.1f}" for s in one if s["batch"] == b]
         print(f"| {b} | " + " | ".join(singles + cells) + " |")
     print("\n### Per stage: predicted vs measured fwd+bwd per micro-batch, memory vs one process\n")
-    print("| batch | M | stage | predicted ms | measured ms | predicted memory | measured memory "
+    print("| batch | M | stage (blocks) | predicted ms | measured ms | predicted memory | measured memory "
           "| one process memory |")
     print("|---|---|---|---|---|---|---|---|")
     for r in sorted(pipe, key=lambda r: (r["batch"], r["microbatches"], r["stage"])):
-        pred = predictions(args.channels, args.T, r["batch"], r["microbatches"], r["schedule"])
         single = next(s for s in one if s["batch"] == r["batch"] and s["threads"] == 1)
-        pt = f"{pred[r['stage']]['time_ms']:.1f}" if pred else "-"
-        pm = f"{pred[r['stage']]['memory_bytes'] / 2**20:.1f} MiB" if pred else "-"
-        if pred:
-            r["predicted_time_ms"], r["predicted_memory_bytes"] = pred[r["stage"]]["time_ms"], \
-                pred[r["stage"]]["memory_bytes"]
-        print(f"| {r['batch']} | {r['microbatches']} | {r['stage']} | {pt} | {r['measured_time_ms']:.1f} | {pm} | "
-              f"{r['measured_memory_bytes'] / 2**20:.1f} MiB | {single['memory_bytes'] / 2**20:.1f} MiB |")
+        pt, pm = f"{r['predicted_time_ms']:.1f}", f"{r['predicted_memory_bytes'] / 2**20:.1f} MiB"
+        print(f"| {r['batch']} | {r['microbatches']} | {r['stage']} {r['blocks']} | {pt} | {r['measured_time_ms']:.1f} "
+              f"| {pm} | {r['measured_memory_bytes'] / 2**20:.1f} MiB | {single['memory_bytes'] / 2**20:.1f} MiB |")
     table["rows"], table["single"] = pipe, one
     table["load_average"] = os.getloadavg()
     Path(args.out).write_text(json.dumps(table, indent=1))

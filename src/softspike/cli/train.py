@@ -74,7 +74,10 @@ def run(args: argparse.Namespace) -> int:
     from softspike.train.loop import fit
 
     checked = load_spec(args.spec)
-    check_limit(checked, args.batch_size or TrainConfig().batch_size, args.max_memory, args.device or "cpu")
+    if args.pipeline is None or not (args.device or "cpu").startswith("cuda"):
+        # Pipeline stages on GPUs hold a part of the network each: the plan checked every stage against
+        # its own device's memory, and the whole network need not fit one of them.
+        check_limit(checked, args.batch_size or TrainConfig().batch_size, args.max_memory, args.device or "cpu")
     if args.pipeline is not None or args.ddp or args.nproc is not None:
         from softspike.pipelines.launch import train_command
 

@@ -198,7 +198,8 @@ class PipelineRuntime:
         self.stage = PipelineStage(self.module, self.stage_index, self.n_stages, device, input_args=meta_in,
                                    output_args=meta_out, group=pp_group)
         # torch's 1F1B wants M >= S; with fewer micro-batches, 1F1B's order is GPipe's anyway.
-        self.schedule_name = "gpipe" if layout.schedule == "gpipe" or layout.microbatches < self.n_stages else "1f1b"
+        gpipe = layout.schedule == "gpipe" or layout.microbatches < self.n_stages
+        self.schedule_name: Schedule = "gpipe" if gpipe else "1f1b"
         cls = ScheduleGPipe if self.schedule_name == "gpipe" else Schedule1F1B
         # loss_fn on every rank: it is how a rank learns that a backward pass exists (DESIGN.md).
         self.schedule = cls(self.stage, layout.microbatches, loss_fn=self._loss, args_chunk_spec=(TensorChunkSpec(1),),

@@ -11,18 +11,12 @@ from __future__ import annotations
 import copy
 import resource
 import sys
-import time
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-
-def in_flight(schedule: str, microbatches: int, stages: int, stage: int) -> int:
-    """Micro-batches whose activations a stage holds at once under a schedule."""
-    if schedule == "gpipe":
-        return microbatches
-    return min(microbatches, stages - stage)
+from softspike.pipelines.profile import Clock, clock_ms
 
 
 def _saved_bytes(module: nn.Module, x: Tensor) -> tuple[Tensor, int]:
@@ -43,22 +37,25 @@ def _saved_bytes(module: nn.Module, x: Tensor) -> tuple[Tensor, int]:
 
 
 def measure_stage(module: nn.Module, in_shape: tuple[int, ...], first: bool, device: torch.device,
-                  repeats: int = 3) -> dict[str, Any]:
-    """Median fwd+bwd ms of one micro-batch, and the bytes saved for its backward."""
+                  repeats: int = 5) -> dict[str, Any]:
+    """The fastest fwd+bwd (ms) of one micro-batch over `repeats` runs after a warm-up, and the bytes
+    saved for its backward. On the CPU the clock is this thread's CPU time, as the profile's "thread"
+    clock: other processes on a shared machine do not stretch it (on a GPU: wall time, synchronised)."""
     probe = copy.deepcopy(module).train()
+    clock: Clock = "wall" if device.type == "cuda" else "thread"
     times: list[float] = []
     saved = 0
-    for _ in range(repeats):
+    for _ in range(repeats + 1):
         x = torch.rand(in_shape, device=device).round_().requires_grad_(not first)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
+        t0 = clock_ms(clock)
         out, saved = _saved_bytes(probe, x)
         out.backward(torch.ones_like(out))
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        times.append(1000 * (time.perf_counter() - t0))
-    return {"time_ms": sorted(times)[len(times) // 2], "activation_bytes": saved}
+        times.append(clock_ms(clock) - t0)
+    return {"time_ms": min(times[1:]), "activation_bytes": saved}
 
 
 def tensor_bytes(module: nn.Module, optimizer: torch.optim.Optimizer) -> int:

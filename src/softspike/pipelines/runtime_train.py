@@ -30,6 +30,7 @@ from torch.utils.data import DistributedSampler
 from softspike.models.builder import build
 from softspike.models.load import CheckedSpec
 from softspike.pipelines.ddp import DDPRuntime
+from softspike.pipelines.partition import in_flight
 from softspike.pipelines.runtime import (
     Layout,
     LayoutError,
@@ -39,7 +40,7 @@ from softspike.pipelines.runtime import (
     block_shapes,
 )
 from softspike.pipelines.runtime_checkpoint import load_distributed, save_distributed
-from softspike.pipelines.runtime_measure import in_flight, measure_stage, peak_memory, tensor_bytes
+from softspike.pipelines.runtime_measure import measure_stage, peak_memory, tensor_bytes
 from softspike.train.augment import random_shift
 from softspike.train.checkpoint import atomic_write, rng_states, set_rng_states
 from softspike.train.config import TrainConfig, make_config
@@ -158,8 +159,9 @@ class _Run:
         micro = self.local_batch // (self.layout.microbatches if self.mode == "pipeline" else 1)
         cost = measure_stage(self.engine.module, (self.checked.spec.T, micro, *shapes[self.start]),
                              self.engine.is_first, self.device)
-        held = in_flight(self.layout.schedule, self.layout.microbatches, len(self.layout.stages), self.stage) \
-            if self.mode == "pipeline" else 1
+        held = 1
+        if isinstance(self.engine, PipelineRuntime):
+            held = in_flight(self.engine.schedule_name, self.stage, len(self.layout.stages), self.layout.microbatches)
         steps = self.step_times[1:] or self.step_times
         return {"stage": self.stage, "replica": self.replica, "rank": self.rank,
                 "blocks": list(self.layout.stages[self.stage]),

@@ -167,14 +167,15 @@ class CubaLIFParams(Params):
 class CubaLIF(_Configured):
     """Current-based LIF: the input charges a synaptic current i, the current charges the membrane.
 
-    With Norse's discretisation (so that NIR's CubaLIF maps onto Norse's and back), per step::
+    With Norse's discretisation (its `lif_feed_forward_step`, so that NIR's CubaLIF maps onto Norse's
+    and back), per step::
 
-        H = V + (V_rest - V + i) / τ_mem        the membrane takes the previous step's current
+        j = i + X                               the input jumps the current first
+        H = V + (V_rest - V + j) / τ_mem        the membrane integrates this step's current
         fire on H and reset V as every neuron does
-        i ← i - i / τ_syn + X                   the input enters the current after the step
+        i ← j - j / τ_syn                       the current decays for the next step
 
-    from τ_mem dV/dt = V_rest - V + i and τ_syn di/dt = -i, with X the jump of i per step. An input
-    therefore reaches the membrane one step later than in `lif`.
+    from τ_mem dV/dt = V_rest - V + i and τ_syn di/dt = -i, with X the jump of i per step.
     """
 
     Params: ClassVar[type[CubaLIFParams]] = CubaLIFParams
@@ -189,9 +190,9 @@ class CubaLIF(_Configured):
         self.tau_mem, self.tau_syn = params.tau_mem, params.tau_syn
 
     def charge(self, x: Tensor, state: State, v_rest: float) -> tuple[Tensor, State]:
-        v, i = state["v"], state["i"]
-        h = v + (v_rest - v + i) / self.tau_mem
-        return h, {**state, "i": i - i / self.tau_syn + x}
+        v, j = state["v"], state["i"] + x
+        h = v + (v_rest - v + j) / self.tau_mem
+        return h, {**state, "i": j - j / self.tau_syn}
 
     def extra_repr(self) -> str:
         return f"tau_mem={self.tau_mem}, tau_syn={self.tau_syn}"
