@@ -17,7 +17,8 @@ def _assert_binary(s: Tensor, what: str) -> None:
 
 
 def _input_grad(loss: Tensor, x: Tensor) -> Tensor | None:
-    """dloss/dx, or None where the spikes do not depend on x (a current-based neuron at T = 1)."""
+    """dloss/dx, or None where the spikes do not depend on x (a dynamics whose input reaches the
+    membrane only through a state variable, one step later)."""
     if not loss.requires_grad:
         return None
     (g,) = torch.autograd.grad(loss, x, allow_unused=True)

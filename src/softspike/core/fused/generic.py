@@ -219,8 +219,8 @@ def _probe_backward(dynamics: Dynamics, cfg: FireConfig, x: Tensor, learnable: b
         return
     xp = x.detach().clone().requires_grad_(True)
     s, state = _compiled()(dynamics, cfg, xp, state)
-    # The spikes of a step may not depend on its own input (a current-based neuron): then the
-    # state, which carries the input forward, does.
+    # The spikes of a step may not depend on its own input (an input that reaches the membrane
+    # through a state variable, one step later): then the state, which carries it forward, does.
     outs = [t for t in (s, *state.values()) if t.requires_grad]
     if outs:
         torch.autograd.grad(torch.stack([t.sum() for t in outs]).sum(), xp, allow_unused=True)
