@@ -21,14 +21,6 @@ from softspike.plugins.neurons import LIF, ParametricLIF
 
 NATIVE = native.load() is not None
 PATHS = ["native", "torch", "reference"] if NATIVE else ["torch", "reference"]
-# A known gap, reported: on the tensor-op path, vmap over grad of a functional_call of a parametric
-# LIF hits a functorch internal assert (FusedTorch's forward runs the dynamics' own charge, which
-# reads the weight from the module, not from the Function's input). Strict: it fails loudly once
-# fixed, and the marker then goes.
-_plif_per_sample_on_torch_path = pytest.mark.xfail(
-    reason="FusedTorch reads PLIF's weight from the module inside forward (vmap of grad of functional_call)",
-    strict=True, raises=RuntimeError,
-)
 
 
 def small_mnist_fc(T: int = 4, hidden: int = 64) -> SpikingNetwork:
@@ -144,9 +136,7 @@ def test_func_grad_of_a_learnable_time_constant() -> None:
         assert float(neuron.dynamics.w.grad.abs()) > 0, path  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize(
-    "path", [pytest.param(p, marks=_plif_per_sample_on_torch_path) if p == "torch" else p for p in PATHS]
-)
+@pytest.mark.parametrize("path", PATHS)
 def test_func_per_sample_grads_of_a_learnable_time_constant(path: str) -> None:
     neuron = _neuron(path, plif=True)
     xs = torch.randn(3, 6, 2, 5, generator=torch.Generator().manual_seed(6)) + 0.5

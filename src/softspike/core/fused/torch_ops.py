@@ -1,9 +1,9 @@
 """Fused multi-step neurons in plain tensor ops, for any dynamics that declares a `LinearCharge`.
 
-Forward runs the dynamics' own step (its `charge`, `threshold`, `after_fire`, hence the reference's
-arithmetic) without building a graph and saves H for every step (with an adaptive threshold also θ;
-with a learnable k also X, which k's gradient needs). Backward is BPTT written by hand from the
-declaration; with z = H - θ, σ' = surrogate.derivative(z):
+Forward runs the declared step (the built-ins' own expressions, hence the reference's arithmetic
+for any dynamics whose `charge` computes what it declares) without building a graph and saves H
+for every step (with an adaptive threshold also θ; with a learnable k also X, which k's gradient
+needs). Backward is BPTT written by hand from the declaration; with z = H - θ, σ' = surrogate.derivative(z):
 
     dV/dH = 1 - S (hard) | 1 (soft)            dV/dS = V_reset - H (hard) | -θ (soft), 0 if detached
     straight-through: S in V's gradient becomes σ = primitive(z), with dσ/dz = σ'
@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from softspike.core.dynamics import Dynamics, LinearCharge
+from softspike.core.dynamics import Dynamics, LinearCharge, State
 from softspike.core.neuron import FireConfig, _reset, resting, step_parts
 from softspike.core.surrogate import Surrogate
 
@@ -50,6 +50,38 @@ def k_logit(plan: Plan, like: Tensor) -> Tensor:
     return w if w is not None else like.new_zeros(())
 
 
+class _Declared(Dynamics):
+    """The step a `LinearCharge` declares, with k = sigmoid(w) from the Function's own input `w`.
+
+    The forward runs this, not the module's methods: under torch.func (functional_call, vmap of
+    grad) the module's parameter is another level's tensor than the one the Function receives.
+    The expressions are the built-ins' own, so the values are bit for bit theirs.
+    """
+
+    def __init__(self, decl: LinearCharge, w: Tensor) -> None:
+        super().__init__()
+        self.decl, self.k = decl, (torch.sigmoid(w) if decl.k_logit is not None else None)
+
+    def initial_state(self, like: Tensor, v_rest: float) -> State:
+        return {"a": torch.zeros_like(like)} if self.decl.adaptation is not None else {}
+
+    def charge(self, x: Tensor, state: State, v_rest: float) -> tuple[Tensor, State]:
+        v = state["v"]
+        if self.k is not None:
+            return v + (x - (v - v_rest)) * self.k, state
+        if self.decl.tau is not None:
+            return v + (x - (v - v_rest)) / self.decl.tau, state
+        return v + x, state
+
+    def threshold(self, v_threshold: float, state: State) -> Tensor | float:
+        adapt = self.decl.adaptation
+        return v_threshold if adapt is None else v_threshold + adapt.beta * state["a"]
+
+    def after_fire(self, h: Tensor, spike: Tensor, state: State) -> State:
+        adapt = self.decl.adaptation
+        return state if adapt is None else {**state, "a": adapt.rho * state["a"] + spike}
+
+
 def _hard(z: Tensor, gate: Surrogate) -> Tensor:
     return (z >= 0).to(z.dtype)
 
@@ -70,7 +102,7 @@ class FusedTorch(torch.autograd.Function):
 
     @staticmethod
     def forward(x_seq: Tensor, w: Tensor, plan: Plan, save: bool) -> tuple[Tensor, Tensor, Tensor]:
-        dyn, cfg = plan.dynamics, plan.cfg
+        dyn, cfg = _Declared(plan.charge, w), plan.cfg
         adapt = plan.charge.adaptation is not None
         spikes = torch.empty_like(x_seq)
         hs = torch.empty_like(x_seq) if save else x_seq.new_empty(0)
