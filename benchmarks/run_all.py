@@ -394,8 +394,9 @@ def run_plugin_cases(a: argparse.Namespace) -> list[str]:
     if not (a.quick or a.no_write):
         write_section(
             "## Third-party neurons (`make bench`, plugin cases)",
-            ["Command: `python benchmarks/run_all.py --only plugins` (also part of `make bench`). Methods in the "
-             "docstring of `benchmarks/plugin_cases.py`; medians of 3 rounds, interleaved.", ""],
+            [f"Command: `python benchmarks/run_all.py --only plugins --threads {a.threads}` (also part of "
+             "`make bench`). Methods in the docstring of `benchmarks/plugin_cases.py`; medians of "
+             f"{a.rounds} rounds, interleaved.", ""],
             lines,
         )
     return lines

@@ -215,6 +215,32 @@ def _corpus(d: Path) -> list[dict[str, Any]]:
         add(["predict", "--checkpoint", ck, path], 1, says)
     add(["predict", "--checkpoint", ck, d / "x.npz"], 0)
     add(["evaluate", "--checkpoint", ck], 0)
+    # The other commands that read checkpoints or take numbers (plot, export-nir, import-nir, plan, check).
+    (d / "garbage.nir").write_bytes(b"garbage")
+    plot = ["plot", ck, "--out", d / "o.png"]
+    for opt, value in [("--seed", "99999999999999999999999"), ("--sample", "-1"), ("--count", "0"),
+                       ("--neurons", "-3"), ("--out", d / "o.xyz")]:
+        add([*plot, opt, value], 2, f"argument {opt}:")
+    add([*plot, "--sample", "99999"], 1, "outside the test split")
+    for name, (folder, says) in _checkpoints(d, good).items():
+        if name in ("only_tag", "model_shapes", "spec_not_json"):
+            add(["plot", folder, "--out", d / "o.png"], 1, says)
+            add(["export-nir", "--checkpoint", folder, "-o", d / "o.nir"], 1, says)
+    for path in (d / "garbage.pt", d / "garbage.nir"):
+        add(["plot", path, "--out", d / "o.png"], 1, "refused by weights_only loading")
+    add(["import-nir", d / "garbage.nir", "-o", d / "o.json"], 1, "not a readable NIR file")
+    add(["import-nir", d / "nowhere.nir", "-o", d / "o.json"], 1)
+    for opt, value in [("--T", "0"), ("--dt", "nan"), ("--input-shape", "-1")]:
+        add(["import-nir", d / "garbage.nir", "-o", d / "o.json", opt, value], 2, f"argument {opt}:")
+    for opt, value in [("--dt", "-1"), ("--dt", "inf"), ("--seed", "-1")]:
+        add(["export-nir", spec, "-o", d / "o.nir", opt, value], 2, f"argument {opt}:")
+    plan = ["plan", spec, "--batch-size", "8", "--microbatches", "2"]
+    for opt, value in [("--stages", "99999999999999999999"), ("--stages", "0"), ("--T", "0"), ("--repeats", "0"),
+                       ("--data-parallel", "-1")]:
+        add([*plan, opt, value] if opt == "--stages" else [*plan, "--stages", "1", opt, value], 2, f"argument {opt}:")
+    add(["plan", spec, "--stages", "1", "--batch-size", "8", "--microbatches", "3"], 1, "does not split into 3")
+    add(["check", "no_such_plugin_anywhere"], 1, "neither an installed distribution nor an importable module")
+    add(["check", "no_such_plugin_anywhere", "--max-examples", "0"], 2, "argument --max-examples:")
     add(["nosuchcommand"], 2)
     add([], 2)
     return cases
@@ -222,7 +248,7 @@ def _corpus(d: Path) -> list[dict[str, Any]]:
 
 def test_no_hostile_cli_input_gives_a_traceback_or_a_signal_death(tmp_path: Path) -> None:
     cases = _corpus(tmp_path)
-    assert len(cases) >= 350
+    assert len(cases) >= 400
     (tmp_path / "cases.json").write_text(json.dumps(cases))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p),
            "OMP_NUM_THREADS": "1"}
@@ -231,6 +257,7 @@ def test_no_hostile_cli_input_gives_a_traceback_or_a_signal_death(tmp_path: Path
     last = proc.stderr.strip().splitlines()[-1:] if proc.stderr.strip() else []
     assert proc.returncode == 0, f"the runner died (status {proc.returncode}) at {last}"
     results = json.loads((tmp_path / "out.json").read_text())
+    assert len(results) == len(cases)
     failures = []
     for case, got in zip(cases, results):
         why = []

@@ -61,7 +61,7 @@ WRITE_LOOP = textwrap.dedent("""
 
 
 def test_sigint_during_checkpoint_writes_is_held_until_the_write_is_whole(tmp_path: Path) -> None:
-    out = subprocess.run([sys.executable, "-c", WRITE_LOOP, str(tmp_path / "last.pt"), "30"], env=_env(),
+    out = subprocess.run([sys.executable, "-c", WRITE_LOOP, str(tmp_path / "last.pt"), "20"], env=_env(),
                          capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)

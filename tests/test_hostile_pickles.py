@@ -165,3 +165,15 @@ def test_mnist_legacy_files_that_run_code_are_refused(tmp_path: Path, marker: Pa
     with pytest.raises(SoftspikeError, match="damaged or not data"):
         load_dataset("mnist", tmp_path)
     assert not marker.exists()
+
+
+def test_a_tonic_frame_cache_that_runs_code_is_refused(tmp_path: Path, marker: Path) -> None:
+    # A cache present means tonic is never asked: this path needs no tonic installed.
+    from softspike.train.tonic_data import CACHE_DIR, parse_name
+
+    cache = tmp_path / "NMNIST" / CACHE_DIR / f"train-{parse_name('tonic:NMNIST').key(8)}.npz"
+    cache.parent.mkdir(parents=True)
+    _npz_with_pickled_array(cache, marker, "x", {"y": np.zeros(1, np.int64)})
+    with pytest.raises(SoftspikeError, match=r"the frame cache .* is not readable"):
+        load_dataset("tonic:NMNIST", tmp_path, T=8)
+    assert not marker.exists()

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from softspike.cli.options import int_range
 from softspike.core.errors import SoftspikeError
 from softspike.core.hookspecs import ENTRY_POINT_GROUP
 from softspike.core.registry import BUILTIN_MODULE, Registry, _register_plugin, load_registry
@@ -29,7 +30,8 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("check", help="run the conformance suite on an installed plugin package or module")
     p.add_argument("target", metavar="DIST_OR_MODULE",
                    help="a distribution (softspike-izhikevich), a module (softspike_izhikevich.plugin) or softspike")
-    p.add_argument("--max-examples", type=int, default=20, help="hypothesis examples per property (default 20)")
+    p.add_argument("--max-examples", type=int_range(1, 10**6, "max_examples"), default=20,
+                   help="hypothesis examples per property (default 20)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(run=run)
 

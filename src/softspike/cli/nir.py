@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from softspike.cli.options import float_range, int_range, seed_option
+
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("export-nir", help="write a network as a NIR file (for Norse, Sinabs, chips...)",
@@ -14,8 +16,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--checkpoint", metavar="FILE", help="trained weights: a checkpoint file or its directory "
                    "(without it: SPEC with freshly initialised weights, seeded by --seed)")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="the .nir file to write")
-    p.add_argument("--dt", type=float, default=None, help="seconds per time step (default 0.001)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the initial weights without --checkpoint")
+    p.add_argument("--dt", type=float_range(0.0, 1e6, "dt"), default=None, help="seconds per time step (default 0.001)")
+    p.add_argument("--seed", type=seed_option, default=0, help="seed of the initial weights without --checkpoint")
     p.set_defaults(run=run_export)
 
     q = sub.add_parser("import-nir", help="read a NIR graph as a spec (and its weights)",
@@ -24,11 +26,13 @@ def add_parser(sub: Any) -> None:
     q.add_argument("nir_file", metavar="NIR_FILE", help="a .nir file")
     q.add_argument("-o", "--output", required=True, metavar="SPEC_JSON", help="where to write the spec")
     q.add_argument("--weights", metavar="FILE", help="also write the weights as a checkpoint (.pt)")
-    q.add_argument("--dt", type=float, default=None,
+    q.add_argument("--dt", type=float_range(0.0, 1e6, "dt"), default=None,
                    help="seconds per time step (default: the exporter's, stored in the file, else 0.001)")
-    q.add_argument("--T", type=int, default=None, help="time steps per sample (default: stored, else 8)")
+    q.add_argument("--T", type=int_range(1, name="T"), default=None,
+                   help="time steps per sample (default: stored, else 8)")
     q.add_argument("--name", help="the spec's name (default: stored, else the file name)")
-    q.add_argument("--input-shape", type=int, nargs="+", metavar="N", help="one sample's shape, if the file's "
+    q.add_argument("--input-shape", type=int_range(1, name="input_shape"), nargs="+", metavar="N",
+                   help="one sample's shape, if the file's "
                    "Input node does not say it")
     q.set_defaults(run=run_import)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from annotated_types import Ge, Gt, Le, Lt
 
-from softspike.train.config import TrainConfig, check_device
+from softspike.train.config import MAX_COUNT, TrainConfig, check_device
 
 
 def _bounds(field: str) -> list[tuple[str, float]]:
@@ -32,8 +32,7 @@ def _in_range(value: float, bounds: list[tuple[str, float]]) -> bool:
     return all(checks[op](value, limit) for op, limit in bounds)
 
 
-def _number_type(field: str, kind: type[int] | type[float]) -> Callable[[str], Any]:
-    bounds = _bounds(field)
+def _number_type(field: str, kind: type[int] | type[float], bounds: list[tuple[str, float]]) -> Callable[[str], Any]:
     allowed = " and ".join(f"{op} {limit if isinstance(limit, int) else format(limit, 'g')}" for op, limit in bounds)
     noun = "a whole number" if kind is int else "a number"
 
@@ -55,12 +54,38 @@ def _number_type(field: str, kind: type[int] | type[float]) -> Callable[[str], A
 
 def int_option(field: str) -> Callable[[str], Any]:
     """An argparse type for the integer `TrainConfig` field `field`, with its bounds."""
-    return _number_type(field, int)
+    return _number_type(field, int, _bounds(field))
 
 
 def float_option(field: str) -> Callable[[str], Any]:
     """An argparse type for the float `TrainConfig` field `field`: finite, within its bounds."""
-    return _number_type(field, float)
+    return _number_type(field, float, _bounds(field))
+
+
+def int_range(low: int, high: int = MAX_COUNT, name: str = "count") -> Callable[[str], Any]:
+    """An argparse type for a whole number in [low, high], for options that feed no `TrainConfig` field."""
+    return _number_type(name, int, [(">=", low), ("<=", high)])
+
+
+def float_range(low: float, high: float, name: str = "number", low_open: bool = True) -> Callable[[str], Any]:
+    """An argparse type for a finite number in (low, high] (or [low, high] with `low_open=False`)."""
+    return _number_type(name, float, [(">" if low_open else ">=", low), ("<=", high)])
+
+
+def file_option(*suffixes: str) -> Callable[[str], str]:
+    """An argparse type for an output file whose kind is told by its suffix (`.png`, ...)."""
+
+    def parse(text: str) -> str:
+        if not text.lower().endswith(suffixes):
+            raise argparse.ArgumentTypeError(f"{text!r}: give a file ending in {', '.join(suffixes)}")
+        return text
+
+    parse.__name__ = "file"
+    return parse
+
+
+#: The seed of every command (numpy's seeding range, as `TrainConfig.seed`).
+seed_option = int_option("seed")
 
 
 def device_option(text: str) -> str:

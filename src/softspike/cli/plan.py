@@ -7,6 +7,7 @@ import math
 import sys
 from typing import Any
 
+from softspike.cli.options import int_option, int_range
 from softspike.core.errors import SoftspikeError
 from softspike.models.load import load_spec
 from softspike.pipelines.partition import format_bytes, parse_bytes
@@ -24,10 +25,13 @@ def add_parser(sub: Any) -> None:
     p.add_argument("spec", metavar="SPEC", help="a spec file or a zoo name")
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--devices", metavar="LIST", help="one stage per device, e.g. cuda:0,cuda:1 or cpu,cpu")
-    where.add_argument("--stages", type=int, metavar="N", help="N stages on the first N GPUs, or on the CPU")
-    p.add_argument("--batch-size", type=int, required=True, metavar="B", help="global batch per optimizer step")
-    p.add_argument("--microbatches", type=int, required=True, metavar="M", help="micro-batches per step")
-    p.add_argument("--data-parallel", type=int, default=1, metavar="R",
+    where.add_argument("--stages", type=int_range(1, 4096, "stages"), metavar="N",
+                       help="N stages on the first N GPUs, or on the CPU")
+    p.add_argument("--batch-size", type=int_option("batch_size"), required=True, metavar="B",
+                   help="global batch per optimizer step")
+    p.add_argument("--microbatches", type=int_range(1, name="microbatches"), required=True, metavar="M",
+                   help="micro-batches per step")
+    p.add_argument("--data-parallel", type=int_range(1, 65536, "data_parallel"), default=1, metavar="R",
                    help="replicas of the pipeline (pipeline x DDP: R x stages processes; default 1)")
     p.add_argument("--schedule", choices=["gpipe", "1f1b"], default="1f1b", help="pipeline schedule (default 1f1b)")
     p.add_argument("--memory", metavar="SIZE[,SIZE...]",
@@ -37,8 +41,9 @@ def add_parser(sub: Any) -> None:
                    help="link bytes per second between stages, e.g. 10GB (default: free transfers)")
     p.add_argument("--recompute", action="store_true",
                    help="let a stage recompute its activations in backward when that makes it fit")
-    p.add_argument("--T", type=int, metavar="T", help="time steps (default: the spec's T)")
-    p.add_argument("--repeats", type=int, default=3, metavar="R", help="timed runs per block (default 3)")
+    p.add_argument("--T", type=int_range(1, name="T"), metavar="T", help="time steps (default: the spec's T)")
+    p.add_argument("--repeats", type=int_range(1, 1000, "repeats"), default=3, metavar="R",
+                   help="timed runs per block (default 3)")
     p.add_argument("--json", action="store_true", help="print the plan as JSON instead of a table")
     p.add_argument("-o", "--output", metavar="FILE", help="write the plan JSON to FILE")
     p.set_defaults(run=run)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from softspike.cli.options import file_option, int_range, seed_option
+
 KINDS = ("raster", "membrane", "rates")
 
 
@@ -14,19 +16,22 @@ def add_parser(sub: Any) -> None:
                        "plot: a spike raster of every neuron layer (raster), the membrane potential of one layer "
                        "with its threshold (membrane), or each layer's histogram of firing rates (rates).")
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="a checkpoint file, or its directory")
-    p.add_argument("--out", required=True, metavar="FILE", help="the image to write (.png, .svg or .pdf)")
+    p.add_argument("--out", required=True, metavar="FILE", type=file_option(".png", ".svg", ".pdf"),
+                   help="the image to write (.png, .svg or .pdf)")
     p.add_argument("--kind", choices=KINDS, default="raster", help="what to plot (default raster)")
     p.add_argument("--dataset", help="default: the dataset it was trained on")
     p.add_argument("--data-root", metavar="DIR", help="default: the one it was trained with")
     p.add_argument("--download", action="store_true", help="fetch the dataset if it is missing")
     p.add_argument("--split", choices=("test", "train"), default="test")
-    p.add_argument("--sample", type=int, default=0, help="index of the (first) sample (default 0)")
-    p.add_argument("--count", type=int, default=1, help="samples from --sample on (for --kind rates; default 1)")
+    p.add_argument("--sample", type=int_range(0, name="sample"), default=0,
+                   help="index of the (first) sample (default 0)")
+    p.add_argument("--count", type=int_range(1, name="count"), default=1,
+                   help="samples from --sample on (for --kind rates; default 1)")
     p.add_argument("--layer", metavar="PATH", help="the neuron layer for --kind membrane, like layers[2] "
                    "(default: the first)")
-    p.add_argument("--neurons", type=int, default=1000,
+    p.add_argument("--neurons", type=int_range(1, name="neurons"), default=1000,
                    help="draw at most this many neurons per layer, spread evenly (default 1000)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the encoder's randomness (default 0)")
+    p.add_argument("--seed", type=seed_option, default=0, help="seed of the encoder's randomness (default 0)")
     p.set_defaults(run=run)
 
 

@@ -98,7 +98,15 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise CheckpointError(f"{path}: not a readable softspike checkpoint ({type(err).__name__}: {err})") from None
+        # torch's weights_only refusal is a page of advice on loading untrusted files anyway; keep its reason
+        text = str(err)
+        if "WeightsUnpickler error:" in text:
+            found = text.split("WeightsUnpickler error:", 1)[1]
+            found = found.split("Check the documentation")[0].split("Please use")[0]
+            reason = "refused by weights_only loading: " + " ".join(found.split())
+        else:
+            reason = text.strip().splitlines()[0] if text.strip() else ""
+        raise CheckpointError(f"{path}: not a readable softspike checkpoint ({type(err).__name__}: {reason})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a softspike checkpoint (format {FORMAT!r} expected)")
     return state

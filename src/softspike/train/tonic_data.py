@@ -139,16 +139,20 @@ def _split(framing: Framing, root: Path, download: bool, T: int, train: bool) ->
         cls = _tonic_class(tonic, framing.name, download, root)
         try:
             ds = cls(str(root), train=train)
+            transform, shape = _to_frames(framing, tuple(ds.sensor_size), T, tonic)
+            x, y = _frame_split(ds, transform, shape, f"tonic:{framing.name} {split}")  # reads each recording
         except DatasetError:
             raise
         except Exception as err:  # tonic's download and readers raise many kinds
             raise DatasetError(f"tonic:{framing.name}: cannot read or fetch it in {root} "
                                f"({type(err).__name__}: {err})") from None
-        transform, shape = _to_frames(framing, tuple(ds.sensor_size), T, tonic)
-        x, y = _frame_split(ds, transform, shape, f"tonic:{framing.name} {split}")
         atomic_write(cache, lambda f: np.savez(f, x=x, y=y))
-    with np.load(cache, allow_pickle=False) as arrays:
-        return ArraySplit(torch.from_numpy(arrays["x"]), torch.from_numpy(arrays["y"]))
+    try:
+        with np.load(cache, allow_pickle=False) as arrays:
+            return ArraySplit(torch.from_numpy(arrays["x"]), torch.from_numpy(arrays["y"]))
+    except Exception as err:  # a damaged or foreign cache file; pickled (object) arrays are refused
+        raise DatasetError(f"tonic:{framing.name}: the frame cache {cache} is not readable "
+                           f"({type(err).__name__}: {err}); delete it to frame the data again") from None
 
 
 def load_tonic(dataset: str, root: str | Path, download: bool, T: int | None) -> Dataset:

@@ -51,7 +51,7 @@ DISABLE_ENV = "SOFTSPIKE_NO_COMPILE"
 
 _lock = threading.Lock()
 _step: Callable[..., tuple[Tensor, State]] | None = None
-_scan_steps: tuple[Callable[..., tuple[Tensor, State]], Callable[..., tuple[Tensor, State]]] | None = None
+_scan_steps: tuple[Callable[..., State], Callable[..., State]] | None = None
 _status = "not tried yet"
 _failed = False
 
@@ -70,18 +70,26 @@ def _eager_step(dynamics: Dynamics, cfg: FireConfig, x: Tensor, state: State) ->
     return neuron_step(dynamics, cfg, x, state, traceable_spike)
 
 
-def _forward_step(dynamics: Dynamics, cfg: FireConfig, x: Tensor, state: State) -> tuple[Tensor, State]:
-    return neuron_step(dynamics, cfg, x, state, _hard)
+def _forward_step(dynamics: Dynamics, cfg: FireConfig, x: Tensor, state: State, s_out: Tensor,
+                  saved: list[Tensor]) -> State:
+    # Writing into the output slices here (not after the call) lets inductor store straight into
+    # them from the fused kernel instead of running a copy per tensor per step.
+    for buf, name in zip(saved, sorted(state)):
+        buf.copy_(state[name])
+    s, new = neuron_step(dynamics, cfg, x, state, _hard)
+    s_out.copy_(s)
+    return new
 
 
 def _backward_step(dynamics: Dynamics, cfg: FireConfig, x: Tensor, state: State, grad_s: Tensor,
-                   grad_state: State) -> tuple[Tensor, State]:
+                   grad_state: State, gx_out: Tensor) -> State:
     def step(x_: Tensor, state_: State) -> tuple[Tensor, State]:
         return neuron_step(dynamics, cfg, x_, state_, traceable_spike)
 
     _, vjp = torch.func.vjp(step, x, state)[:2]
     gx, gstate = vjp((grad_s, grad_state))
-    return gx, gstate
+    gx_out.copy_(gx)
+    return gstate  # type: ignore[no-any-return]
 
 
 def status() -> tuple[bool, str]:
@@ -101,7 +109,7 @@ def _compiled() -> Callable[..., tuple[Tensor, State]]:
         return _step
 
 
-def _compiled_scan() -> tuple[Callable[..., tuple[Tensor, State]], Callable[..., tuple[Tensor, State]]]:
+def _compiled_scan() -> tuple[Callable[..., State], Callable[..., State]]:
     global _scan_steps
     with _lock:
         if _scan_steps is None:
@@ -124,10 +132,7 @@ class Scan(torch.autograd.Function):
         names = sorted(state)
         saved = [_empty(x_seq) for _ in names] if save else []
         for t, x in enumerate(x_seq.unbind(0)):
-            for buf, name in zip(saved, names):
-                buf[t] = state[name]
-            s, state = fwd(dynamics, cfg, x, state)
-            spikes[t] = s
+            state = fwd(dynamics, cfg, x, state, spikes[t], [buf[t] for buf in saved])
         return (spikes, *saved)
 
     @staticmethod
@@ -147,8 +152,7 @@ class Scan(torch.autograd.Function):
         grad_state = {name: torch.zeros_like(x_seq[0]) for name in ctx.names}
         for t in range(x_seq.shape[0] - 1, -1, -1):
             state = {name: buf[t] for name, buf in zip(ctx.names, saved)}
-            gx, grad_state = bwd(ctx.dynamics, ctx.cfg, x_seq[t], state, grad_s[t].contiguous(), grad_state)
-            grad_x[t] = gx
+            grad_state = bwd(ctx.dynamics, ctx.cfg, x_seq[t], state, grad_s[t].contiguous(), grad_state, grad_x[t])
         return grad_x, None, None, None
 
 
@@ -210,8 +214,8 @@ def _probe_backward(dynamics: Dynamics, cfg: FireConfig, x: Tensor, learnable: b
         return
     state = {k: v.detach() for k, v in resting(dynamics, cfg, x).items()}
     if not learnable:
-        _compiled_scan()[1](dynamics, cfg, x.detach(), state, torch.zeros_like(x), {k: torch.zeros_like(v) for k, v in
-                                                                                    state.items()})
+        zeros = {k: torch.zeros_like(v) for k, v in state.items()}
+        _compiled_scan()[1](dynamics, cfg, x.detach(), state, torch.zeros_like(x), zeros, torch.empty_like(x))
         return
     xp = x.detach().clone().requires_grad_(True)
     s, state = _compiled()(dynamics, cfg, xp, state)
