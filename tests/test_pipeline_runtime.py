@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,16 @@ sys.path.insert(0, str(Path(__file__).parent))
 from test_pipeline_runtime_worker import BATCH, PIPELINE_CASES, SPEC, batch
 
 WORKER = Path(__file__).with_name("test_pipeline_runtime_worker.py")
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """The references here are tiny: with two threads on a loaded 2-core machine each op waits for the
+    other thread (1.9 s instead of 0.04 s per reference), so one thread, as every worker process runs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def torchrun(nproc: int, *args: str, timeout: float = 150) -> subprocess.CompletedProcess[str]:

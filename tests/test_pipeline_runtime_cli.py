@@ -23,7 +23,7 @@ from softspike.pipelines.plan import PLAN_FORMAT, PipelinePlan, StagePlan, spec_
 from softspike.train.loop import fit
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_pipeline_runtime import torchrun
+from test_pipeline_runtime import one_thread, torchrun  # noqa: F401 (one_thread: an autouse fixture)
 from test_pipeline_runtime_worker import SPEC
 
 
