@@ -69,13 +69,15 @@ def test_sigint_during_checkpoint_writes_is_held_until_the_write_is_whole(tmp_pa
     assert result["files"] == ["last.pt"], result  # no temporary file left behind
 
 
-@pytest.mark.parametrize("delay", [0.4, 1.5])
+@pytest.mark.parametrize("delay", [0.2, 0.4, 0.7, 1.0, 1.5])
 def test_ctrl_c_during_startup_is_interrupted_not_a_traceback(delay: float) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "softspike", "info"], env=_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     time.sleep(delay)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
+    # 0: the command finished (a library's import may swallow the interrupt); never -2, death by SIGINT,
+    # which CPython chooses at exit after an interrupt inside a C extension's PyRun_* (see console_main).
     assert proc.returncode in (0, 130), (proc.returncode, err)
     assert "Traceback" not in err, err
     if proc.returncode == 130:

@@ -1,5 +1,3 @@
-import sys
+from softspike.cli import console_main
 
-from softspike.cli import main
-
-sys.exit(main())
+console_main()

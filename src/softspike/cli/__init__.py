@@ -4,9 +4,12 @@ provides `add_parser(subparsers)` and `run(args) -> int`."""
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib
+import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 #: Subcommand modules, in the order `softspike --help` lists them.
 COMMANDS = (
@@ -47,5 +50,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
+def console_main() -> NoReturn:
+    """The `softspike` program: `main()`, then its exit status, 130 included.
+
+    An interrupt that lands while a C extension runs Python code through `PyRun_*` during an import
+    (torch's start-up does) is remembered by CPython as unhandled even though `main` handled it, and
+    the interpreter would then kill itself with SIGINT at exit (status -2, not 130). So after an
+    interrupt the exit handlers run and the process exits 130 directly."""
+    code = main()
+    if code == 130:
+        atexit._run_exitfuncs()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()
