@@ -7,12 +7,15 @@ slower than eager: DESIGN.md), and so, measured here, is compiling chunks of a f
 
 For a dynamics without learnable parameters the loop is one autograd Function (a scan):
 
-    forward    S(t), state(t) = step(X(t), state(t-1)) without a graph; saves state(t-1) per step
+    forward    S(t), state(t) = step(X(t), state(t-1)) without a graph; the kernel writes state(t)
+               straight into the buffer that keeps it for backward, and the next step reads it there
     backward   from t = T-1 down: (dL/dX(t), dL/dstate(t-1)) = vjp of step at (X(t), state(t-1))
                applied to (dL/dS(t), dL/dstate(t)), by `torch.func.vjp`, compiled: the step is
-               recomputed and differentiated in one fused kernel
+               recomputed and differentiated in one fused kernel; dL/dstate lives in two buffers
+               per variable, used in turn
 
-so it keeps only the state per step and builds no per-step graph. A dynamics with learnable
+so it keeps only the state per step, builds no per-step graph, and allocates nothing per step (the
+compiled steps write into the caller's buffers and return nothing). A dynamics with learnable
 parameters runs the compiled step under autograd instead (its parameter gradients come for free).
 Inductor does not see through an `autograd.Function`, so the spike is written in plain ops with the
 same values and gradient as the spike op:
@@ -32,6 +35,7 @@ import os
 import shutil
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import torch
@@ -51,7 +55,7 @@ DISABLE_ENV = "SOFTSPIKE_NO_COMPILE"
 
 _lock = threading.Lock()
 _step: Callable[..., tuple[Tensor, State]] | None = None
-_scan_steps: tuple[Callable[..., State], Callable[..., State]] | None = None
+_scan_steps: tuple[Callable[..., None], Callable[..., None]] | None = None
 _status = "not tried yet"
 _failed = False
 
@@ -71,25 +75,25 @@ def _eager_step(dynamics: Dynamics, cfg: FireConfig, x: Tensor, state: State) ->
 
 
 def _forward_step(dynamics: Dynamics, cfg: FireConfig, x: Tensor, state: State, s_out: Tensor,
-                  saved: list[Tensor]) -> State:
-    # Writing into the output slices here (not after the call) lets inductor store straight into
-    # them from the fused kernel instead of running a copy per tensor per step.
-    for buf, name in zip(saved, sorted(state)):
-        buf.copy_(state[name])
+                  state_out: list[Tensor]) -> None:
+    # Writing into the caller's buffers here (not after the call) lets inductor store straight into
+    # them from the fused kernel; returning nothing, it allocates no output tensors per step.
     s, new = neuron_step(dynamics, cfg, x, state, _hard)
     s_out.copy_(s)
-    return new
+    for buf, name in zip(state_out, sorted(state)):
+        buf.copy_(new[name])
 
 
 def _backward_step(dynamics: Dynamics, cfg: FireConfig, x: Tensor, state: State, grad_s: Tensor,
-                   grad_state: State, gx_out: Tensor) -> State:
+                   grad_state: State, gx_out: Tensor, grad_state_out: list[Tensor]) -> None:
     def step(x_: Tensor, state_: State) -> tuple[Tensor, State]:
         return neuron_step(dynamics, cfg, x_, state_, traceable_spike)
 
     _, vjp = torch.func.vjp(step, x, state)[:2]
     gx, gstate = vjp((grad_s, grad_state))
     gx_out.copy_(gx)
-    return gstate  # type: ignore[no-any-return]
+    for buf, name in zip(grad_state_out, sorted(state)):
+        buf.copy_(gstate[name])
 
 
 def status() -> tuple[bool, str]:
@@ -109,50 +113,108 @@ def _compiled() -> Callable[..., tuple[Tensor, State]]:
         return _step
 
 
-def _compiled_scan() -> tuple[Callable[..., State], Callable[..., State]]:
+def _compiled_scan() -> tuple[Callable[..., None], Callable[..., None]]:
     global _scan_steps
     with _lock:
         if _scan_steps is None:
-            _scan_steps = (torch.compile(_forward_step, dynamic=False), torch.compile(_backward_step, dynamic=False))
+            # Static shapes as with dynamic=False, but set by `_static_shapes` once per time loop:
+            # dynamic=False patches dynamo's config around every call (~3.5 µs, one call per step).
+            _scan_steps = (torch.compile(_forward_step), torch.compile(_backward_step))
         return _scan_steps
+
+
+def _static_shapes() -> AbstractContextManager[None]:
+    """What `torch.compile(dynamic=False)` sets per call, for the calls of a whole time loop."""
+    return torch._dynamo.config.patch(automatic_dynamic_shapes=False, assume_static_by_default=True)
 
 
 def _empty(like: Tensor) -> Tensor:
     return POOL.empty(like.shape, like.dtype) if like.device.type == "cpu" else torch.empty_like(like)
 
 
+def _pair(like: Tensor, count: int) -> tuple[Tensor, Tensor]:
+    """Room for `count` slots shaped like `like`, even slots in one tensor and odd ones in another.
+
+    A step reads slot k and writes slot k + 1: two different tensors, never two views of one (inputs
+    that alias, one of them written, are a case dynamo and AOTAutograd treat apart).
+    """
+    return _empty_seq(like, (count + 1) // 2), _empty_seq(like, count // 2)
+
+
+def _slots(pair: tuple[Tensor, Tensor] | list[Tensor]) -> list[Tensor]:
+    """The slots of a pair in order (views made once: a select per step and tensor costs ~1 µs)."""
+    even, odd = pair[0].unbind(0), pair[1].unbind(0)
+    return [(even if k % 2 == 0 else odd)[k // 2] for k in range(len(even) + len(odd))]
+
+
+def _empty_seq(like: Tensor, n: int) -> Tensor:
+    shape = (n, *like.shape)
+    return POOL.empty(shape, like.dtype) if like.device.type == "cpu" else like.new_empty(shape)
+
+
 class Scan(torch.autograd.Function):
-    """(X [T, ...], dynamics, cfg, save) -> (S, state(t-1) per step, one tensor per state name)."""
+    """(X [T, ...], dynamics, cfg, save) -> (S, then with `save` per state name the `_pair` whose
+    slot t holds state(t-1)).
+
+    Per step the Python loop only picks views made beforehand: at a few hundred neurons per core the
+    compiled step's own call costs about as much as its kernel.
+    """
 
     @staticmethod
     def forward(x_seq: Tensor, dynamics: Dynamics, cfg: FireConfig, save: bool) -> tuple[Tensor, ...]:
         fwd, _ = _compiled_scan()
         spikes = _empty(x_seq)
-        state = resting(dynamics, cfg, x_seq[0])
-        names = sorted(state)
-        saved = [_empty(x_seq) for _ in names] if save else []
-        for t, x in enumerate(x_seq.unbind(0)):
-            state = fwd(dynamics, cfg, x, state, spikes[t], [buf[t] for buf in saved])
-        return (spikes, *saved)
+        rest = resting(dynamics, cfg, x_seq[0])
+        names = sorted(rest)
+        # Slot t of a variable holds state(t-1) (slot 0: at rest); step t writes slot t + 1, which is
+        # both the next step's input and what backward reads: no copy of the state per step. Without
+        # `save` two slots take turns.
+        steps = x_seq.shape[0]
+        pairs = [_pair(x_seq[0], steps + 1 if save else 2) for _ in names]
+        slots = list(zip(*(_slots(pair) for pair in pairs)))  # per slot, one view per name
+        for name, view in zip(names, slots[0]):
+            view.copy_(rest[name])
+        states = [dict(zip(names, views)) for views in slots]
+        outs = [list(views) for views in slots]
+        with _static_shapes():
+            for t, (x, s) in enumerate(zip(x_seq.detach().unbind(0), spikes.unbind(0))):
+                i, o = (t, t + 1) if save else (t % 2, (t + 1) % 2)
+                fwd(dynamics, cfg, x, states[i], s, outs[o])
+        return (spikes, *(buf for pair in pairs for buf in pair)) if save else (spikes,)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) -> None:
         x_seq, dynamics, cfg, save = inputs
         ctx.mark_non_differentiable(*output[1:])
+        # No gradient ever flows into the saved states: without this autograd would hand backward
+        # a zero-filled tensor per buffer (many MB of fresh pages per call).
+        ctx.set_materialize_grads(False)
         ctx.dynamics, ctx.cfg = dynamics, cfg
         if save:
             ctx.names = sorted(resting(dynamics, cfg, x_seq[0, :1]))
             ctx.save_for_backward(x_seq, *output[1:])
 
     @staticmethod
-    def backward(ctx: Any, grad_s: Tensor, *_: Tensor) -> tuple[Tensor, None, None, None]:
-        x_seq, *saved = ctx.saved_tensors
+    def backward(ctx: Any, grad_s: Tensor | None, *_: Tensor | None) -> tuple[Tensor | None, None, None, None]:
+        if grad_s is None:  # the spikes took no part in the loss
+            return None, None, None, None
+        x_seq, *bufs = ctx.saved_tensors
+        names = ctx.names
         bwd = _compiled_scan()[1]
         grad_x = _empty(x_seq)
-        grad_state = {name: torch.zeros_like(x_seq[0]) for name in ctx.names}
-        for t in range(x_seq.shape[0] - 1, -1, -1):
-            state = {name: buf[t] for name, buf in zip(ctx.names, saved)}
-            grad_state = bwd(ctx.dynamics, ctx.cfg, x_seq[t], state, grad_s[t].contiguous(), grad_state, grad_x[t])
+        grad_s = grad_s.contiguous()
+        states = [dict(zip(names, views)) for views in zip(*(_slots(bufs[2 * j:2 * j + 2]) for j in range(len(names))))]
+        # dL/dstate(t) in, dL/dstate(t-1) out: two slots per variable take turns.
+        grads = list(zip(*(_slots(_pair(x_seq[0], 2)) for _ in names)))
+        for view in grads[0]:
+            view.zero_()
+        grads_in = [dict(zip(names, views)) for views in grads]
+        grads_out = [list(views) for views in grads]
+        steps = x_seq.shape[0]
+        backwards = zip(x_seq.detach().unbind(0)[::-1], grad_s.unbind(0)[::-1], grad_x.unbind(0)[::-1])
+        with _static_shapes():
+            for k, (x, gs, gx) in enumerate(backwards):
+                bwd(ctx.dynamics, ctx.cfg, x, states[steps - 1 - k], gs, grads_in[k % 2], gx, grads_out[(k + 1) % 2])
         return grad_x, None, None, None
 
 
@@ -215,7 +277,9 @@ def _probe_backward(dynamics: Dynamics, cfg: FireConfig, x: Tensor, learnable: b
     state = {k: v.detach() for k, v in resting(dynamics, cfg, x).items()}
     if not learnable:
         zeros = {k: torch.zeros_like(v) for k, v in state.items()}
-        _compiled_scan()[1](dynamics, cfg, x.detach(), state, torch.zeros_like(x), zeros, torch.empty_like(x))
+        with _static_shapes():
+            _compiled_scan()[1](dynamics, cfg, x.detach(), state, torch.zeros_like(x), zeros, torch.empty_like(x),
+                                [torch.empty_like(x) for _ in state])
         return
     xp = x.detach().clone().requires_grad_(True)
     s, state = _compiled()(dynamics, cfg, xp, state)
