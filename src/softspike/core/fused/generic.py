@@ -277,7 +277,9 @@ def _probe_backward(dynamics: Dynamics, cfg: FireConfig, x: Tensor, learnable: b
     state = {k: v.detach() for k, v in resting(dynamics, cfg, x).items()}
     if not learnable:
         zeros = {k: torch.zeros_like(v) for k, v in state.items()}
-        with _static_shapes():
+        # Under no_grad, as autograd runs Scan.backward: the compiled step is guarded on grad mode,
+        # and the probe would otherwise compile a version backward never uses.
+        with _static_shapes(), torch.no_grad():
             _compiled_scan()[1](dynamics, cfg, x.detach(), state, torch.zeros_like(x), zeros, torch.empty_like(x),
                                 [torch.empty_like(x) for _ in state])
         return
