@@ -49,8 +49,10 @@ class IzhikevichParams(Params):
 
     @model_validator(mode="after")
     def _peak_above_reset(self) -> IzhikevichParams:
-        if self.v_peak <= self.c:
-            raise ValueError(f"v_peak ({self.v_peak} mV) must be above the reset c ({self.c} mV)")
+        # At least 1 mV: the state is scaled by 1 / (v_peak - c), and a vanishing span makes the
+        # dynamics numerically meaningless (hypothesis found v_peak - c = 8e-21 breaking gradcheck).
+        if self.v_peak - self.c < 1.0:
+            raise ValueError(f"v_peak ({self.v_peak} mV) must be at least 1 mV above the reset c ({self.c} mV)")
         return self
 
 
