@@ -258,6 +258,7 @@ def test_two_threads_equal_serial_results() -> None:
 
 @pytest.fixture(scope="module")
 def variants() -> dict[str, Any]:
+    # Conditional on the machine: CI (x86-64 with g++) builds and runs every variant.
     if not NATIVE:
         pytest.skip(f"native kernels unavailable: {native.status()[0]}")
     if platform.machine() not in ("x86_64", "AMD64"):

@@ -130,6 +130,13 @@ def test_layer_registrations_are_checked() -> None:
 
     with pytest.raises(RegistryError, match="NoBuild must define build"):
         layers.add("no_build", NoBuild)
+
+    class HalfSpec(LayerSpec):  # a LayerSpec subclass inherits only the abstract declarations
+        def out_shape(self, in_shape: tuple[int, ...], context: ShapeContext) -> tuple[int, ...]:
+            return in_shape
+
+    with pytest.raises(RegistryError, match="HalfSpec must define build"):
+        layers.add("half_spec", HalfSpec)
     with pytest.raises(RegistryError, match="its own params model"):
         layers.add("two_models", Gain, params=NoBuild)
     with pytest.raises(RegistryError, match="lowercase snake_case"):

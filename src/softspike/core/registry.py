@@ -220,7 +220,9 @@ class LayerCatalog(Catalog[Any]):
                                 f"softspike.models.LayerSpec), got {factory!r}")
         if params is not None and params is not factory:
             raise RegistryError(f"{where}: a layer type is its own params model; leave params out")
-        missing = [m for m in ("out_shape", "build") if not callable(getattr(factory, m, None))]
+        # Defined, and not the base class's abstract declaration.
+        missing = [m for m in ("out_shape", "build") if not callable(method := getattr(factory, m, None))
+                   or getattr(method, "__isabstractmethod__", False)]
         if missing:
             raise RegistryError(f"{where}: {factory.__name__} must define {' and '.join(missing)} "
                                 "(see softspike.models.LayerSpec)")

@@ -15,6 +15,7 @@ The shape pass (models/shapes.py), the memory check (models/limits.py) and the b
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -96,11 +97,15 @@ class LayerSpec(SpecModel):
 
     type: str = Field(default="", description="The layer type (its registered name).")
 
+    # Abstract (pydantic's model metaclass is an ABCMeta): the layer catalog refuses a class that
+    # leaves either undefined, at registration rather than when a spec first uses it.
+    @abc.abstractmethod
     def out_shape(self, in_shape: Shape, context: ShapeContext) -> Shape:
-        raise NotImplementedError(f"{type(self).__name__} does not define out_shape")
+        """The shape of one sample's time step after this layer."""
 
+    @abc.abstractmethod
     def build(self, in_shape: Shape, context: BuildContext) -> nn.Module:
-        raise NotImplementedError(f"{type(self).__name__} does not define build")
+        """The module of this layer (multi-step: it takes [T, B, *in_shape])."""
 
     def parameter_count(self, in_shape: Shape, context: ShapeContext) -> int:
         """Learnable parameters of this layer alone (not of layers nested in it)."""
