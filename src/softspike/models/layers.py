@@ -26,6 +26,7 @@ from torch import nn
 
 from softspike.core.fused.linear import SpikeLinear
 from softspike.core.neuron import Neuron
+from softspike.core.params import FLOAT32_TINY
 from softspike.core.registry import Catalog, Registry
 from softspike.layers import MultiStep
 from softspike.models.base import MAX_SIZE, Size, SpecModel
@@ -204,8 +205,12 @@ class Conv2d(LayerSpec):
 class BatchNorm2d(LayerSpec):
     """Batch normalisation over channels of a [C, H, W] tensor (statistics over time and batch)."""
 
-    eps: float = Field(default=1e-5, gt=0)
-    momentum: float = Field(default=0.1, gt=0, le=1)
+    eps: float = Field(default=1e-5, ge=FLOAT32_TINY)
+    """Added to the variance before its square root (at least 1.2e-38, float32's smallest normal number:
+    a smaller eps rounds to 0, and a channel of constant value gives 0/0 = NaN)."""
+    momentum: float = Field(default=0.1, ge=FLOAT32_TINY, le=1)
+    """Weight of each batch in the running statistics, in [1.2e-38, 1] (a smaller one rounds to 0 in
+    float32 and the running statistics would never move)."""
 
     def out_shape(self, in_shape: Shape, context: ShapeContext) -> Shape:
         return need_image(self, in_shape)

@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal, Union, cast
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from softspike.core.params import FLOAT32_TINY
 from softspike.core.registry import Catalog, Registry, get_registry
 from softspike.models.base import Size, SpecModel, bounded_numbers
 from softspike.models.layers import LanguageParts, LayerSpec
@@ -32,8 +33,9 @@ class RateReadout(SpecModel):
     become confident (rates are capped at 1)."""
 
     type: Literal["rate"]
-    scale: float = Field(default=1.0, gt=0)
-    """Factor applied to the rates before the loss (1 = the 2020 readout)."""
+    scale: float = Field(default=1.0, ge=FLOAT32_TINY)
+    """Factor applied to the rates before the loss (1 = the 2020 readout); at least 1.2e-38, float32's
+    smallest normal number (a smaller one rounds to 0 and the loss gives no gradient)."""
 
 
 def _camel(name: str) -> str:
