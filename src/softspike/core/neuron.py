@@ -258,6 +258,11 @@ class Neuron(nn.Module):
                     f"but this input has shape {tuple(x.shape)} on {x.device}. Call reset() on the neuron "
                     "(or softspike.reset(net)) before feeding a new sample or batch."
                 )
+            if v.dtype != x.dtype:  # else type promotion would silently turn the kept state into x's dtype
+                raise StateError(
+                    f"{type(self).__name__}: the kept membrane is {v.dtype} but this input is {x.dtype}; feed "
+                    f"every step in one dtype (x.to({v.dtype})), or call reset() to start over in {x.dtype}."
+                )
             state = {**self.state, "v": v}
         else:
             state = resting(self.dynamics, self._cfg, x)
