@@ -43,7 +43,7 @@ from torch import Tensor
 
 from softspike.core.dynamics import Dynamics, State
 from softspike.core.fused.pool import POOL
-from softspike.core.neuron import FireConfig, neuron_step, resting
+from softspike.core.step import FireConfig, neuron_step, resting
 from softspike.core.surrogate import Surrogate
 
 log = logging.getLogger("softspike.fused")
