@@ -47,6 +47,10 @@ def _any(dynamics: Dynamics, cfg: FireConfig, x: Tensor) -> str | None:
     return None
 
 
+def _compiled_supports(dynamics: Dynamics, cfg: FireConfig, x: Tensor) -> str | None:
+    return generic.traced_reason()
+
+
 def _compiled_pays(dynamics: Dynamics, cfg: FireConfig, x: Tensor) -> str | None:
     if x[0].numel() < generic.MIN_NUMEL:
         return f"fewer than {generic.MIN_NUMEL} neurons per step: compiling would not pay"
@@ -74,7 +78,7 @@ def builtin_backends() -> list[Backend]:
         Backend("torch", 200, _torch_supports, _torch_run,
                 "any device and dtype; dynamics declaring a LinearCharge (adaptive threshold included); any "
                 "gate and reset mode. Saves H per step"),
-        Backend("compiled", 100, _any, _compiled_run,
+        Backend("compiled", 100, _compiled_supports, _compiled_run,
                 f"any dynamics, any device torch.compile targets: one step compiled (auto: layers of >= "
                 f"{generic.MIN_NUMEL} neurons); off with {generic.DISABLE_ENV}=1",
                 available=_compiled_available, pays_off=_compiled_pays),
