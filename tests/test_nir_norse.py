@@ -14,7 +14,7 @@ import torch
 from nir_peers import conv_spec, inputs, lively, same_spikes_batched_and_per_sample
 from softspike.core.registry import get_registry
 from softspike.models.load import check_spec
-from softspike.nir import export_nir, import_nir, write_nir
+from softspike.nir import NIRError, export_nir, import_nir, write_nir
 
 norse = pytest.importorskip("norse.torch", reason="norse is not installed: run `make interop` (it builds .benchenv)")
 
@@ -63,6 +63,8 @@ def test_a_graph_norse_writes_gives_norses_spikes_in_softspike() -> None:
     with pytest.warns(DeprecationWarning):  # Norse 1.1 calls nirtorch's extract_nir_graph
         graph = norse.to_nir(net, torch.randn(1, 6))
     lif = next(n for n in graph.nodes.values() if type(n).__name__ == "LIF")
+    with pytest.raises(NIRError, match=r"tau = 4e-06 s is 0.004 time steps at dt = 0.001 s; an Euler step"):
+        import_nir(graph, dt=1e-3, T=T)  # Norse's own dt: its to_nir wrote tau = dt / tau_mem_inv (see below)
     imported = import_nir(graph, dt=_import_dt(lif.tau, 250.0, 1e-3), T=T)
     assert [layer["type"] for layer in imported.spec["layers"]] == ["linear", "neuron", "linear", "neuron"]
     assert imported.spec["layers"][1]["neuron"]["tau"] == pytest.approx(4.0)
