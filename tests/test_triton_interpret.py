@@ -59,7 +59,7 @@ def test_scan_cases_cover_the_registry(results: dict[str, list[list[str | None]]
 def test_backend_reports_missing_triton(monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 
-    from softspike.core.neuron import FireConfig
+    from softspike.core.step import FireConfig
     from softspike.kernels.triton import register
     from softspike.plugins.neurons import LIF
     from softspike.plugins.surrogates import Sigmoid

@@ -75,7 +75,7 @@ def _scan_case(dyn: torch.nn.Module, gate: object, reset: tuple, dtype: torch.dt
                block: int, through_op: bool = False) -> None:
     from softspike.core.fused.native_ops import kernel_args
     from softspike.core.fused.torch_ops import k_logit, plan_for
-    from softspike.core.neuron import FireConfig, multistep_reference
+    from softspike.core.step import FireConfig, multistep_reference
     from softspike.kernels.triton import register, scan
 
     v_reset, detach, reset_grad = reset

@@ -12,20 +12,19 @@ equal), gates that declare a kernel, hard or soft reset, `detach_reset`, and bot
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from softspike.core.backends import Backend
 from softspike.core.dynamics import Dynamics
-from softspike.core.neuron import FireConfig
+from softspike.core.step import FireConfig
 from softspike.kernels.triton import unavailable
 
 #: Input dtypes the CUDA kernels take (state and arithmetic in float32).
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 NAME = "triton"
-PRIORITY = 30  # above the tensor-op path: the first choice for CUDA tensors
+PRIORITY = 250  # above the tensor-op path (200): the first choice for CUDA tensors
 SCOPE = ("CUDA float32/float16/bfloat16 (state in float32), when triton imports; dynamics declaring a "
          "LinearCharge without adaptation; gates declaring a kernel; hard/soft reset, detach_reset, "
          "reset_grad 'surrogate' or 'straight_through'")
@@ -97,18 +96,6 @@ def run(dynamics: Dynamics, cfg: FireConfig, x: Tensor) -> Tensor:
     return out
 
 
-@dataclass(frozen=True)
-class TritonBackend:
-    """The backend record (the catalog's `Backend` fields)."""
-
-    name: str = NAME
-    priority: int = PRIORITY
-    supports: Callable[[Dynamics, FireConfig, Tensor], str | None] = supports
-    run: Callable[[Dynamics, FireConfig, Tensor], Tensor] = run
-    scope: str = SCOPE
-    available: Callable[[], str | None] = unavailable
-
-
-def triton_backend() -> TritonBackend:
-    """The "triton" backend record."""
-    return TritonBackend()
+def triton_backend() -> Backend:
+    """The "triton" backend record, registered with the built-ins through the plugin hook."""
+    return Backend(NAME, PRIORITY, supports, run, SCOPE, available=unavailable)
