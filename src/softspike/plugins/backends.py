@@ -4,6 +4,7 @@
     torch       the scan in tensor ops with a hand-written BPTT (any device and dtype)
     compiled    torch.compile of one step for any dynamics (`generic`)
     reference   the per-step autograd loop every other backend is checked against
+    triton      the Triton kernels on CUDA tensors (`softspike.kernels.triton`)
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from softspike.core.dynamics import Dynamics
 from softspike.core.fused import generic, native, native_ops
 from softspike.core.fused.torch_ops import fused_torch, k_logit, plan_for
 from softspike.core.step import FireConfig, multistep_reference
+from softspike.kernels.triton.register import triton_backend
 
 NO_DECLARATION = "the dynamics declares no linear charge (Dynamics.linear_charge)"
 
@@ -84,4 +86,5 @@ def builtin_backends() -> list[Backend]:
                 available=_compiled_available, pays_off=_compiled_pays),
         Backend("reference", 0, _any, multistep_reference,
                 "everything: the per-step autograd loop every backend is checked against"),
+        triton_backend(),
     ]
