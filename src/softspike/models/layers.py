@@ -25,6 +25,7 @@ from pydantic import Field
 from torch import nn
 
 from softspike.core.fused.linear import SpikeLinear
+from softspike.core.fused.spike_conv import SpikeConv2d
 from softspike.core.neuron import Neuron
 from softspike.core.registry import Catalog, Registry
 from softspike.layers import MultiStep
@@ -197,8 +198,10 @@ class Conv2d(LayerSpec):
         return self.out_channels * in_shape[0] * self.kernel_size**2 + (self.out_channels if self.bias else 0)
 
     def build(self, in_shape: Shape, context: BuildContext) -> nn.Module:
-        return MultiStep(nn.Conv2d(in_shape[0], self.out_channels, self.kernel_size, self.stride, self.padding,
-                                   bias=self.bias))
+        # Fed by spikes: same parameters and results (to rounding), sums only the inputs that fired.
+        cls = SpikeConv2d if context.spikes_in else nn.Conv2d
+        return MultiStep(cls(in_shape[0], self.out_channels, self.kernel_size, self.stride, self.padding,
+                             bias=self.bias))
 
 
 class BatchNorm2d(LayerSpec):
