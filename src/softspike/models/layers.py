@@ -24,9 +24,10 @@ from typing import Any, Literal
 from pydantic import Field
 from torch import nn
 
+from softspike.core.backends import AUTO
 from softspike.core.fused.linear import SpikeLinear
 from softspike.core.fused.spike_conv import SpikeConv2d
-from softspike.core.neuron import Neuron
+from softspike.core.neuron import assemble
 from softspike.core.registry import Catalog, Registry
 from softspike.layers import MultiStep
 from softspike.models.base import MAX_SIZE, Size, SpecModel
@@ -135,6 +136,8 @@ class LanguageParts:
     neuron: Any
     surrogate: Any
     layer: Any
+    #: "auto" or a registered backend's name (a Literal of them).
+    backend: Any = str
 
 
 def need_flat(layer: LayerSpec, shape: Shape) -> int:
@@ -310,18 +313,19 @@ class NeuronLayer(LayerSpec):
     detach_reset: bool = Field(default=False, description="Cut the gradient through the reset.")
     reset_grad: Literal["surrogate", "straight_through"] = Field(
         default="surrogate", description="Gradient through the reset: surrogate, or 2020 straight-through.")
+    backend: str = Field(default=AUTO, description="Who runs the multi-step scan: 'auto' (the fastest backend "
+                         "that applies) or a registered backend's name (`softspike info` lists them; "
+                         "docs/backends.md).")
 
     @classmethod
     def language_fields(cls, parts: LanguageParts) -> dict[str, Any]:
-        return {"neuron": parts.neuron, "surrogate": parts.surrogate | None}
+        return {"neuron": parts.neuron, "surrogate": parts.surrogate | None, "backend": parts.backend}
 
     def create(self, registry: Registry) -> nn.Module:
         """The neuron module (multi-step) this layer describes, from its registry's plugins."""
-        if self.surrogate is not None:
-            surrogate = instantiate(registry.surrogates, self.surrogate)
-        else:
-            surrogate = registry.surrogates.create("sigmoid")
-        return Neuron(
+        surrogate = None if self.surrogate is None else instantiate(registry.surrogates, self.surrogate)
+        return assemble(
+            registry,
             instantiate(registry.neurons, self.neuron),
             v_threshold=self.v_threshold,
             v_reset=self.v_reset,
@@ -329,6 +333,7 @@ class NeuronLayer(LayerSpec):
             detach_reset=self.detach_reset,
             reset_grad=self.reset_grad,
             step_mode="m",
+            backend=self.backend,
         )
 
     def out_shape(self, in_shape: Shape, context: ShapeContext) -> Shape:

@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal, Union, cast
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from softspike.core.backends import AUTO
 from softspike.core.registry import Catalog, Registry, get_registry
 from softspike.models.base import Size, SpecModel, bounded_numbers
 from softspike.models.layers import LanguageParts, LayerSpec
@@ -115,7 +116,8 @@ def build_language(registry: Registry) -> Language:
     neurons = _catalog_models("neuron", registry.neurons)
     surrogates = _catalog_models("surrogate", registry.surrogates)
     encoders = _catalog_models("encoder", registry.encoders)
-    parts = LanguageParts(_union(list(neurons.values())), _union(list(surrogates.values())), "LayerUnion")
+    backends = Literal[(AUTO, *registry.backends.names())]  # type: ignore[valid-type]
+    parts = LanguageParts(_union(list(neurons.values())), _union(list(surrogates.values())), "LayerUnion", backends)
     layer_models = _layer_models(registry.layers, parts)
     layer_union = _union(list(layer_models.values()))
     for model in layer_models.values():  # layers that hold layers refer to the union of all of them
@@ -151,7 +153,7 @@ _cached: tuple[tuple[Any, ...], Language] | None = None
 
 def _signature(registry: Registry) -> tuple[Any, ...]:
     catalogs = [*registry.catalogs().items(), ("layer", registry.layers)]
-    return tuple((kind, e.name, e.params) for kind, cat in catalogs for e in cat)
+    return (*((kind, e.name, e.params) for kind, cat in catalogs for e in cat), *registry.backends.names())
 
 
 def language(registry: Registry | None = None) -> Language:

@@ -261,7 +261,9 @@ class _Reader:
 
     def flatten(self, node: Any, where: str) -> None:
         end = int(node.end_dim)
-        if end not in (-1, len(self.shape) - 1) or int(node.start_dim) not in (0, 1):
+        # 0 (NIR's own, no batch dim), 1 (torch-style writers, batch dim first) or -ndim (softspike's
+        # export, which torch readers apply with or without a batch dim) all mean the whole sample.
+        if end not in (-1, len(self.shape) - 1) or int(node.start_dim) not in (0, 1, -len(self.shape)):
             raise NIRError(f"{where}: Flatten from dim {node.start_dim} to {end}; softspike flattens the whole "
                            "sample")
         self.add({"type": "flatten"}, [int(np.prod(self.shape))])
