@@ -26,6 +26,7 @@ from torch import nn
 
 from softspike.core.backends import AUTO
 from softspike.core.fused.linear import SpikeLinear
+from softspike.core.fused.spike_conv import SpikeConv2d
 from softspike.core.neuron import assemble
 from softspike.core.params import FLOAT32_TINY
 from softspike.core.registry import Catalog, Registry
@@ -201,8 +202,10 @@ class Conv2d(LayerSpec):
         return self.out_channels * in_shape[0] * self.kernel_size**2 + (self.out_channels if self.bias else 0)
 
     def build(self, in_shape: Shape, context: BuildContext) -> nn.Module:
-        return MultiStep(nn.Conv2d(in_shape[0], self.out_channels, self.kernel_size, self.stride, self.padding,
-                                   bias=self.bias))
+        # Fed by spikes: same parameters and results (to rounding), sums only the inputs that fired.
+        cls = SpikeConv2d if context.spikes_in else nn.Conv2d
+        return MultiStep(cls(in_shape[0], self.out_channels, self.kernel_size, self.stride, self.padding,
+                             bias=self.bias))
 
 
 class BatchNorm2d(LayerSpec):
