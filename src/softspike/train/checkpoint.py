@@ -69,19 +69,46 @@ def atomic_write(path: Path, write: Any) -> None:
         _atomic_write(path, write)
 
 
+#: Never write through a link planted in a run directory (SQLite and git open their files the same way).
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def _create_new(tmp: Path) -> int:
+    """Create `tmp` as a new file (O_EXCL: a file, link or pipe already there is never opened)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW | getattr(os, "O_BINARY", 0)
+    try:
+        return os.open(tmp, flags, 0o666)
+    except FileExistsError:  # left by a dead writer whose pid this process reuses, or planted
+        os.unlink(tmp)  # removes a link itself, never its target
+        return os.open(tmp, flags, 0o666)
+
+
+def _os_error(err: BaseException) -> OSError | None:
+    """The OSError behind `err`: torch's writer turns a failed `write` (a full disk) into a RuntimeError."""
+    seen: BaseException | None = err
+    while isinstance(seen, RuntimeError):
+        seen = seen.__cause__ or seen.__context__
+    return seen if isinstance(seen, OSError) else None
+
+
 def _atomic_write(path: Path, write: Any) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    fd = _create_new(tmp)
     try:
-        with tmp.open("wb") as f:
+        with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
+        os.replace(tmp, path)  # the rename replaces a link at `path`, it never writes through one
+    except BaseException as err:
+        with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        found = _os_error(err)
+        if found is not None and found.errno is not None and found.filename is None:  # a full disk: name the file
+            raise OSError(found.errno, found.strerror, str(path)) from err
+        raise
     _fsync_dir(path.parent)
 
 
