@@ -94,6 +94,7 @@ def _children(pid: int) -> list[int]:
     return [int(p) for p in path.read_text().split()] if path.exists() else []
 
 
+@pytest.mark.slow
 def test_kill_one_rank_then_resume_reaches_the_weights_of_one_process(files: Path) -> None:
     # SGD: Adam would turn the rounding noise of a zero gradient (a conv bias before batch norm) into steps.
     common = ["--epochs", "4", "--batch-size", "16", "--lr", "0.05", "--optimizer", "sgd", "--checkpoint-every", "2"]

@@ -19,6 +19,8 @@ import pathlib, sys, torch, softspike
 from softspike.core.fused import native
 from softspike.data import mnist_mini_arrays
 from softspike.models import build, load_spec
+
+pytestmark = pytest.mark.slow  # child processes (make test-fast leaves these out)
 where = pathlib.Path(softspike.__file__).resolve()
 assert str(where).startswith(sys.prefix), where
 assert native.SOURCE.is_file(), native.SOURCE
