@@ -65,8 +65,8 @@ def _record(engine: Any, result: Any, monitor: Any, x: torch.Tensor, y: torch.Te
 def main(mode: str, outdir: Path) -> None:
     from softspike.models.builder import build
     from softspike.models.load import check_spec
-    from softspike.pipelines.ddp import DDPRuntime
-    from softspike.pipelines.runtime import Layout, PipelineRuntime
+    from softspike.pipelines.running.ddp import DDPRuntime
+    from softspike.pipelines.running.stages import Layout, PipelineRuntime
     from softspike.train.monitor import FiringRates
 
     torch.set_num_threads(1)
