@@ -45,7 +45,7 @@ bench: $(STAMP)
 # NIR against a real peer: Norse's graphs in softspike and softspike's in Norse (same .benchenv as bench).
 interop: $(STAMP)
 	VENV=$(VENV) sh benchmarks/setup_env.sh
-	.benchenv/bin/python -m pytest -q -rs tests/test_nir.py tests/test_nir_norse.py
+	.benchenv/bin/python -m pytest -q -rs tests/test_nir.py tests/test_nir_norse.py tests/test_nir_snntorch.py
 
 # Pipelined training (2 processes) against one process, images/s and memory per stage (docs/benchmarks.md).
 bench-pipeline: $(STAMP)

@@ -269,9 +269,9 @@ def main() -> None:
         if a.only == "plugins":
             return
     libs = peers.available(a.libs.split(","))
-    from softspike.core.fused import backend_info
+    from softspike.core.backends import backend_info
 
-    info = backend_info()
+    info = {b["name"]: b for b in backend_info()["backends"]}
     rounds = 1 if a.quick else a.rounds
     lines: list[str] = []
 
@@ -282,7 +282,8 @@ def main() -> None:
     t_start = time.time()
     versions = ", ".join(f"{lib} {peers.version(lib)}" for lib in libs if lib not in ("plain", "spikingjelly-s"))
     out(f"Machine: {machine()}; torch {torch.__version__}, {a.threads} threads; {versions}.")
-    out(f"softspike fused path: {info['default']} ({info['native']['status']}).")
+    native_status = info["native"]["status"] if "native" in info else "not registered"
+    out(f"softspike fused path: {'native' if info.get('native', {}).get('available') else 'torch'} ({native_status}).")
     out()
     peers_ = [lib for lib in libs if lib != "softspike"]
 

@@ -24,6 +24,15 @@ def spike_linear_class(lib: str) -> type[nn.Linear]:
     return nn.Linear
 
 
+def spike_conv_class(lib: str) -> type[nn.Conv2d]:
+    """Conv layers whose input is spikes: softspike's SpikeConv2d (sparse, same parameters), else nn.Conv2d."""
+    if lib == "softspike":
+        from softspike.core.fused.spike_conv import SpikeConv2d
+
+        return SpikeConv2d
+    return nn.Conv2d
+
+
 class MLP(nn.Module):
     """784-196-10, LIF after each layer (the 2020 MNIST net)."""
 
@@ -44,7 +53,8 @@ class ConvNet(nn.Module):
     def __init__(self, lib: str) -> None:
         super().__init__()
         self.c1, self.b1, self.n1 = nn.Conv2d(3, 64, 3, padding=1), nn.BatchNorm2d(64), peers.make_neuron(lib)
-        self.c2, self.b2, self.n2 = nn.Conv2d(64, 64, 3, padding=1), nn.BatchNorm2d(64), peers.make_neuron(lib)
+        conv = spike_conv_class(lib)
+        self.c2, self.b2, self.n2 = conv(64, 64, 3, padding=1), nn.BatchNorm2d(64), peers.make_neuron(lib)
         self.fc, self.n3 = spike_linear_class(lib)(64 * 16 * 16, 10), peers.make_neuron(lib)
 
     def forward(self, x_seq: Tensor) -> Tensor:
@@ -53,7 +63,7 @@ class ConvNet(nn.Module):
         self.hidden = self.n1(y.view(T, B, *y.shape[1:]))
         y = self.b2(self.c2(self.hidden.flatten(0, 1)))
         y = self.n2(y.view(T, B, *y.shape[1:]))
-        y = nn.functional.max_pool2d(y.flatten(0, 1), 2).view(T, B, -1)
+        y = nn.functional.max_pool2d(y.flatten(0, 1), 2).reshape(T, B, -1)
         return self.n3(self.fc(y))
 
 

@@ -8,10 +8,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch import Tensor
 
-from softspike.core import fused
+from softspike.core.backends import BackendError, backend_info
 from softspike.core.dynamics import Dynamics, State
+from softspike.core.errors import UnknownPluginError
 from softspike.core.fused import native
 from softspike.core.neuron import Neuron
+from softspike.core.registry import get_registry
 from softspike.core.surrogate import Surrogate
 from softspike.plugins import surrogates as sg
 from softspike.plugins.neurons import ALIF, IF, LIF, ParametricLIF
@@ -21,6 +23,11 @@ NATIVE = native.load() is not None
 # SOFTSPIKE_NO_NATIVE=1, do the native-only tests skip (the tensor-op path is then tested instead).
 needs_native = pytest.mark.skipif(not NATIVE, reason=f"native kernels unavailable: {native.status()[0]}")
 BACKENDS = ["torch", "auto"]
+
+
+def select(neuron: Neuron, x: Tensor, backend: str = "auto") -> str:
+    """The name of the backend the catalog picks for this neuron and input."""
+    return get_registry().backends.select(neuron.dynamics, neuron.cfg, x, backend).backend.name
 
 
 def gates() -> st.SearchStrategy[Surrogate]:
@@ -119,10 +126,12 @@ def test_auto_picks_the_paths() -> None:
     lif.backend = "reference"
     lif(x)
     assert lif.backend_used == "reference"
-    info = fused.backend_info()
-    assert info["default"] in ("native", "torch") and "status" in info["native"]
-    with pytest.raises(ValueError, match="backend must be"):
-        fused.select_backend(lif.dynamics, lif.cfg, x, "fast")
+    info = {b["name"]: b for b in backend_info()["backends"]}
+    assert {"native", "torch", "compiled", "reference"} <= set(info) and info["native"]["status"]
+    with pytest.raises(UnknownPluginError, match="unknown backend 'fast'"):
+        select(lif, x, "fast")
+    with pytest.raises(UnknownPluginError, match="unknown backend 'fast'"):
+        get_registry().neurons.create("lif", backend="fast")
 
 
 class Quadratic(Dynamics):
@@ -159,10 +168,10 @@ def test_fallback_when_native_cannot_load(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr(native, "_status", "unavailable: test")
     neuron = Neuron(LIF(2.0), step_mode="m")
     assert_same(neuron, torch.randn(5, 2, 7) + 0.5, "auto")
-    assert neuron.backend_used == "torch"
-    assert fused.backend_info()["default"] == "torch"
-    with pytest.raises(RuntimeError, match="unavailable: test"):
-        fused.select_backend(neuron.dynamics, neuron.cfg, torch.zeros(2, 2), "native")
+    assert neuron.backend_used == "torch" and neuron.backends_skipped == (("native", "unavailable: test"),)
+    assert {b["name"]: b["available"] for b in backend_info()["backends"]}["native"] is False
+    with pytest.raises(BackendError, match="unavailable: test"):
+        select(neuron, torch.zeros(2, 2), "native")
 
 
 def test_inference_and_non_contiguous_input() -> None:
@@ -335,7 +344,7 @@ def test_other_devices_take_the_tensor_op_path() -> None:
 
     x = torch.empty(4, 2, 3, device="meta")
     lif = Neuron(LIF(2.0), step_mode="m")
-    assert fused.select_backend(lif.dynamics, lif.cfg, x) == "torch"
+    assert select(lif, x) == "torch"
     assert lif(x).shape == x.shape and lif.backend_used == "torch"
     w = torch.empty(5, 3, device="meta")
     assert spike_linear(x, w).shape == (4, 2, 5)

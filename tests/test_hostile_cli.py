@@ -54,6 +54,20 @@ RUNNER = textwrap.dedent("""
 """)
 
 
+def run_cases(folder: Path, cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Run every case's argv through `main` in one child process: its code, what escaped, its stderr."""
+    (folder / "cases.json").write_text(json.dumps(cases))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p),
+           "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", RUNNER, str(folder / "cases.json"), str(folder / "out.json")],
+                          env=env, capture_output=True, text=True, timeout=300)
+    last = proc.stderr.strip().splitlines()[-1:] if proc.stderr.strip() else []
+    assert proc.returncode == 0, f"the runner died (status {proc.returncode}) at {last}"
+    results: list[dict[str, Any]] = json.loads((folder / "out.json").read_text())
+    assert len(results) == len(cases)
+    return results
+
+
 def _npz(path: Path, **override: Any) -> str:
     arrays: dict[str, Any] = {"x_train": np.zeros((6, 4, 4), np.uint8), "y_train": np.arange(6) % 3,
                               "x_test": np.zeros((3, 4, 4), np.uint8), "y_test": np.arange(3) % 3}
@@ -249,15 +263,7 @@ def _corpus(d: Path) -> list[dict[str, Any]]:
 def test_no_hostile_cli_input_gives_a_traceback_or_a_signal_death(tmp_path: Path) -> None:
     cases = _corpus(tmp_path)
     assert len(cases) >= 400
-    (tmp_path / "cases.json").write_text(json.dumps(cases))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p),
-           "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-c", RUNNER, str(tmp_path / "cases.json"), str(tmp_path / "out.json")],
-                          env=env, capture_output=True, text=True, timeout=300)
-    last = proc.stderr.strip().splitlines()[-1:] if proc.stderr.strip() else []
-    assert proc.returncode == 0, f"the runner died (status {proc.returncode}) at {last}"
-    results = json.loads((tmp_path / "out.json").read_text())
-    assert len(results) == len(cases)
+    results = run_cases(tmp_path, cases)
     failures = []
     for case, got in zip(cases, results):
         why = []

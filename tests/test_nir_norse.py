@@ -4,14 +4,17 @@ with the same spikes on the same input. Norse is installed by `make interop` / `
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import nir
 import pytest
 import torch
 
+from nir_peers import conv_spec, inputs, lively, same_spikes_batched_and_per_sample
 from softspike.core.registry import get_registry
 from softspike.models.load import check_spec
-from softspike.nir import export_nir, import_nir
+from softspike.nir import NIRError, export_nir, import_nir, write_nir
 
 norse = pytest.importorskip("norse.torch", reason="norse is not installed: run `make interop` (it builds .benchenv)")
 
@@ -60,6 +63,8 @@ def test_a_graph_norse_writes_gives_norses_spikes_in_softspike() -> None:
     with pytest.warns(DeprecationWarning):  # Norse 1.1 calls nirtorch's extract_nir_graph
         graph = norse.to_nir(net, torch.randn(1, 6))
     lif = next(n for n in graph.nodes.values() if type(n).__name__ == "LIF")
+    with pytest.raises(NIRError, match=r"tau = 4e-06 s is 0.004 time steps at dt = 0.001 s; an Euler step"):
+        import_nir(graph, dt=1e-3, T=T)  # Norse's own dt: its to_nir wrote tau = dt / tau_mem_inv (see below)
     imported = import_nir(graph, dt=_import_dt(lif.tau, 250.0, 1e-3), T=T)
     assert [layer["type"] for layer in imported.spec["layers"]] == ["linear", "neuron", "linear", "neuron"]
     assert imported.spec["layers"][1]["neuron"]["tau"] == pytest.approx(4.0)
@@ -107,3 +112,18 @@ def test_a_norse_current_based_lif_runs_in_softspike() -> None:
     assert neuron["type"] == "cuba_lif" and neuron["tau_mem"] == pytest.approx(5.0)
     assert neuron["tau_syn"] == pytest.approx(2.0)
     _same_spikes_as_norse(net, imported, 5, seed=5)
+
+
+@pytest.mark.parametrize("dt", [1e-3, 1e-4])
+def test_mnist_fc_export_runs_batched_in_norse(tmp_path: Path, dt: float) -> None:
+    """Through a file, as a user would; dt 1e-4 is the file snnTorch needs, which Norse reads given that dt."""
+    checked, net = lively("mnist_fc")
+    write_nir(export_nir(checked, net, dt=dt), tmp_path / "fc.nir")
+    module = norse.from_nir(nir.read(str(tmp_path / "fc.nir")), dt=dt)
+    same_spikes_batched_and_per_sample(net, inputs(checked), lambda x: _run_norse(module, x))
+
+
+def test_a_conv_export_runs_batched_in_norse() -> None:
+    checked, net = lively(conv_spec(pool=False))  # Norse 1.1 has no AvgPool2d (docs/nir.md)
+    module = norse.from_nir(export_nir(checked, net, dt=1e-3), dt=1e-3)
+    same_spikes_batched_and_per_sample(net, inputs(checked), lambda x: _run_norse(module, x))

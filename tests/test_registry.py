@@ -31,7 +31,7 @@ def test_create_validates_and_builds() -> None:
     node = reg.neurons.create("lif", tau=3.0, v_threshold=0.5, surrogate="erf", step_mode="m")
     assert node.dynamics.tau == 3.0 and node.v_threshold == 0.5 and node.step_mode == "m"
     assert type(reg.surrogates.create("atan", alpha=3.0)).__name__ == "ATan"
-    with pytest.raises(ParameterError, match=r"tau: Input should be greater than 0 \(got -2\.0\)"):
+    with pytest.raises(ParameterError, match=r"tau: Input should be greater than or equal to 0.5: .* \(got -2\.0\)"):
         reg.neurons.create("lif", tau=-2.0)
     with pytest.raises(ParameterError, match="taus: unknown parameter"):
         reg.neurons.create("lif", taus=2.0)
@@ -49,7 +49,7 @@ def test_unknown_names_suggest_close_matches() -> None:
 
 def test_schema_is_the_plugins_own() -> None:
     schema = softspike.get_registry().neurons.schema("lif")
-    assert schema["properties"]["tau"]["exclusiveMinimum"] == 0
+    assert schema["properties"]["tau"]["minimum"] == 0.5
     assert "time constant" in schema["properties"]["tau"]["description"]
     assert schema["additionalProperties"] is False
 

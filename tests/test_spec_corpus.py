@@ -29,7 +29,8 @@ def test_bad_spec_is_rejected_with_its_path(name: str, capsys: pytest.CaptureFix
     assert "Traceback" not in err
     lines = [line.strip() for line in err.splitlines()]
     path = EXPECTED[name]
-    # The path leads its line: `.../bad/x.json: layers[2].neuron.tau: must be > 0 (got -2.0)` or an indented one.
+    # The path leads its line (`.../bad/x.json: layers[2].neuron.tau: must be >= 0.5: ... (got -2.0)`), or an
+    # indented one.
     assert any(line.startswith(f"{path}: ") or f".json: {path}: " in line for line in lines), err
 
 
@@ -40,7 +41,7 @@ def test_every_spec_command_reports_bad_specs_plainly(command: str, capsys: pyte
         argv += ["--checkpoint", "nowhere.pt"]
     assert main(argv) == 1
     err = capsys.readouterr().err
-    assert "layers[2].neuron.tau: must be > 0" in err
+    assert "layers[2].neuron.tau: must be >= 0.5" in err
 
 
 def test_unknown_zoo_name_suggests_close_matches(capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,11 +10,15 @@ tensor([1., 0.])
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+# Not `typing.TYPE_CHECKING`: importing typing (tens of milliseconds on a busy machine) would come
+# before the `softspike` program can hold Ctrl-C (softspike/_console.py).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from softspike import encoding, neuron, surrogate
     from softspike.core.hookspecs import hookimpl
     from softspike.core.registry import Registry, get_registry, reload_registry

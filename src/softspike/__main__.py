@@ -1,3 +1,3 @@
-from softspike.cli import console_main
+from softspike._console import console
 
-console_main()
+console()

@@ -11,6 +11,8 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from softspike import _console
+
 #: Subcommand modules, in the order `softspike --help` lists them.
 COMMANDS = (
     "info", "plugins", "check", "validate", "schema", "summary", "train", "evaluate", "predict", "plot", "nir", "plan",
@@ -23,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for name in COMMANDS:
         module = importlib.import_module(f"softspike.cli.{name}")
+        _console.raise_held()  # Ctrl-C held by the program stops start-up between imports
         module.add_parser(sub)
     return parser
 
@@ -32,7 +35,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:  # building the parser imports torch: seconds in which Ctrl-C must not print a traceback
         from softspike.core.errors import SoftspikeError
 
-        args = build_parser().parse_args(argv)
+        try:
+            parser = build_parser()
+        finally:  # the program held Ctrl-C over the imports (softspike/_console.py): raised here
+            _console.release()
+        args = parser.parse_args(argv)
     except KeyboardInterrupt:
         print("softspike: interrupted", file=sys.stderr)
         return 130
@@ -51,12 +58,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def console_main() -> NoReturn:
-    """The `softspike` program: `main()`, then its exit status, 130 included.
+    """The `softspike` program (entered through `softspike._console.console`, which holds Ctrl-C
+    first): `main()`, then its exit status, 130 included.
 
     An interrupt that lands while a C extension runs Python code through `PyRun_*` during an import
     (torch's start-up does) is remembered by CPython as unhandled even though `main` handled it, and
     the interpreter would then kill itself with SIGINT at exit (status -2, not 130). So after an
     interrupt the exit handlers run and the process exits 130 directly."""
+    _console.hold()  # a no-op after `console`; holds for a console script of an older install
     code = main()
     if code == 130:
         atexit._run_exitfuncs()

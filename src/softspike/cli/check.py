@@ -77,16 +77,13 @@ def _registry_for(target: str) -> tuple[Registry, str]:
 
 
 def _fast_path(reg: Registry, name: str) -> str:
-    from softspike.core.fused import generic, select_backend
+    """The backend `auto` runs for a large layer of neuron `name`, and why it passed the others over."""
+    from softspike.cli.info import LARGE
 
     neuron = reg.neurons.create(name)
-    x = torch.zeros(2, generic.MIN_NUMEL)
-    path = select_backend(neuron.dynamics, neuron.cfg, x)
-    decl = neuron.dynamics.linear_charge()
-    if decl is not None:
-        return f"{path} (declares a linear charge)"
-    why = generic.usable(x, forced=False)
-    return "compiled (generic: torch.compile of one step)" if why is None else f"{path} ({why})"
+    chosen, skipped = reg.backends.select(neuron.dynamics, neuron.cfg, torch.zeros(2, LARGE))
+    why = "; ".join(f"{n}: {w}" for n, w in skipped)
+    return chosen.name + (f" (passed over {why})" if why else "")
 
 
 def check(target: str, max_examples: int) -> list[dict[str, Any]]:

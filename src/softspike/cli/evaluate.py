@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from softspike.cli.options import device_option, int_option
+from softspike.cli.validate import add_limit_options
 
 
 def add_parser(sub: Any) -> None:
@@ -22,6 +23,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--device", type=device_option, default="cpu")
     p.add_argument("--seed", type=int_option("seed"), default=0, help="seed of the encoder's randomness (default 0)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_limit_options(p, batch_size=False)
     p.set_defaults(run=run)
 
 
@@ -36,11 +38,13 @@ def run(args: argparse.Namespace) -> int:
     trained = load_trained(args.checkpoint, load_spec(args.spec) if args.spec else None)
     checked = trained.checked
     dataset = args.dataset or trained.config.dataset
-    data = load_dataset(dataset, args.data_root or trained.config.data_root, args.download, checked.spec.T)
+    data = load_dataset(dataset, args.data_root or trained.config.data_root, args.download, checked.spec.T,
+                        args.max_memory)
     data.check_fits(checked.spec.input_shape, checked.num_classes, checked.spec.name)
     device = resolve_device(args.device)
     torch.manual_seed(args.seed)
     net = trained.net.to(device)
+    net.max_memory = args.max_memory  # None: the device's memory
     result = evaluate(net, data.test, args.batch_size, device, trained.config.loss)
     if args.json:
         print(json.dumps({"spec": checked.spec.name, "dataset": dataset, "checkpoint": str(trained.path), **result}))

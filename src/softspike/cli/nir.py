@@ -34,6 +34,9 @@ def add_parser(sub: Any) -> None:
     q.add_argument("--input-shape", type=int_range(1, name="input_shape"), nargs="+", metavar="N",
                    help="one sample's shape, if the file's "
                    "Input node does not say it")
+    q.add_argument("--allow-short-tau", action="store_true",
+                   help="import time constants shorter than one step (refused by default: most often the file was "
+                   "written with another dt); those of dt/2 or less, where Euler steps diverge, stay refused")
     q.set_defaults(run=run_import)
 
 
@@ -67,7 +70,8 @@ def run_export(args: argparse.Namespace) -> int:
 def run_import(args: argparse.Namespace) -> int:
     from softspike.nir import import_nir
 
-    imported = import_nir(args.nir_file, dt=args.dt, T=args.T, name=args.name, input_shape=args.input_shape)
+    imported = import_nir(args.nir_file, dt=args.dt, T=args.T, name=args.name, input_shape=args.input_shape,
+                          allow_short_tau=args.allow_short_tau)
     imported.save(args.output, args.weights)
     extra = f" and its weights to {args.weights}" if args.weights else ""
     print(f"wrote the spec {imported.spec['name']!r} ({len(imported.spec['layers'])} layers, T = "

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from softspike.cli.options import device_option, int_option
+from softspike.cli.validate import add_limit_options
 
 #: Images beyond this many pixels are refused before decoding (a small file can declare a huge image).
 MAX_IMAGE_PIXELS = 50_000_000
@@ -30,22 +31,21 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--device", type=device_option, default="cpu")
     p.add_argument("--seed", type=int_option("seed"), default=0, help="seed of the encoder's randomness (default 0)")
     p.add_argument("--json", action="store_true", help="print one JSON object per sample")
+    add_limit_options(p, batch_size=False)
     p.set_defaults(run=run)
 
 
-def _npz_samples(path: Path) -> np.ndarray:
+def _npz_samples(path: Path, max_memory: int | None) -> np.ndarray:
     from softspike.train.data import DatasetError
+    from softspike.train.npz import read_npz
 
-    try:
-        with np.load(path, allow_pickle=False) as arrays:
-            keys = [k for k in ("x", "x_test") if k in arrays.files] or arrays.files
-            if len(keys) != 1 and not {"x", "x_test"} & set(keys):
-                raise DatasetError(f"{path}: holds arrays {', '.join(keys) or 'none'}; name the samples array 'x'")
-            return np.asarray(arrays[keys[0]])
-    except DatasetError:
-        raise
-    except Exception as err:  # a pickled (object) array, a truncated or non-npz file
-        raise DatasetError(f"{path}: not a readable .npz of plain arrays ({type(err).__name__}: {err})") from None
+    def choose(names: list[str]) -> list[str]:
+        keys: list[str] = [k for k in ("x", "x_test") if k in names] or names
+        if len(keys) != 1 and not {"x", "x_test"} & set(keys):
+            raise DatasetError(f"{path}: holds arrays {', '.join(keys) or 'none'}; name the samples array 'x'")
+        return keys[:1]
+
+    return next(iter(read_npz(path, str(path), choose, max_memory).values()))
 
 
 def _image_sample(path: Path, shape: tuple[int, ...]) -> np.ndarray:
@@ -70,15 +70,16 @@ def _image_sample(path: Path, shape: tuple[int, ...]) -> np.ndarray:
     return pixels[None] if shape[0] == 1 else pixels.transpose(2, 0, 1)
 
 
-def read_samples(path: Path, shape: tuple[int, ...]) -> Any:
-    """The samples of INPUT as a float tensor [N, *shape] in the network's scale."""
+def read_samples(path: Path, shape: tuple[int, ...], max_memory: int | None = None) -> Any:
+    """The samples of INPUT as a float tensor [N, *shape] in the network's scale; an .npz whose
+    samples would take more than `max_memory` bytes (default: the machine's memory) is refused unread."""
     import torch
 
     from softspike.train.data import DatasetError, check_sample_values
 
     if not path.is_file():
         raise DatasetError(f"{path}: no such file")
-    x = _npz_samples(path) if path.suffix.lower() == ".npz" else _image_sample(path, shape)[None]
+    x = _npz_samples(path, max_memory) if path.suffix.lower() == ".npz" else _image_sample(path, shape)[None]
     check_sample_values(x, str(path))
     if x.shape == shape:
         x = x[None]
@@ -99,10 +100,11 @@ def run(args: argparse.Namespace) -> int:
 
     trained = load_trained(args.checkpoint)
     shape = tuple(trained.checked.spec.input_shape)
-    x = read_samples(Path(args.input), shape)
+    x = read_samples(Path(args.input), shape, args.max_memory)
     device = resolve_device(args.device)
     torch.manual_seed(args.seed)
     net = trained.net.to(device)
+    net.max_memory = args.max_memory  # None: the device's memory
     with torch.no_grad():
         rates = torch.cat([net.spikes(x[i:i + args.batch_size].to(device)).mean(0).cpu()
                            for i in range(0, len(x), args.batch_size)])

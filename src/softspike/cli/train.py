@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with plain_warnings("softspike train"):  # layer warnings as one line, not a source excerpt
             metrics = fit(checked, options(args), args.logdir, args.checkpoint, args.resume, verbose=not args.quiet,
-                          overwrite=args.overwrite)
+                          overwrite=args.overwrite, max_memory=args.max_memory)
     except OSError as err:  # an unwritable --logdir or --checkpoint, a full disk
         raise SoftspikeError(f"{err.filename or 'file system'}: {err.strerror or err}") from None
     final = metrics["final"]

@@ -21,8 +21,8 @@ def _size(text: str) -> int:
 def add_limit_options(p: argparse.ArgumentParser, batch_size: bool = True) -> None:
     """`--max-memory SIZE` (and `--batch-size N`, where the command has no batch size of its own)."""
     p.add_argument("--max-memory", type=_size, metavar="SIZE",
-                   help="refuse a network whose parameters and activations need more (e.g. 8GiB; "
-                        "default: the machine's memory)")
+                   help="refuse a network whose parameters and activations, or an .npz whose arrays, need more "
+                        "(e.g. 8GiB; default: the machine's memory)")
     if batch_size:
         p.add_argument("--batch-size", type=int_option("batch_size"), default=TrainConfig().batch_size, metavar="N",
                        help="batch size the memory check assumes (default %(default)s, as train)")

@@ -14,6 +14,7 @@ and that module defines::
         registry.neurons.add("my_neuron", MyDynamics)      # MyDynamics.Params: its pydantic schema
         registry.surrogates.add("my_gate", MyGate)
         registry.encoders.add("my_code", MyEncoder)
+        registry.backends.add(Backend("my_kernel", 500, supports, run, "CUDA float32 LIF"))
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ class Hookspecs:
 
     @hookspec
     def softspike_register(self, registry: Registrar) -> None:
-        """Add neurons, surrogates and encoders: `registry.neurons.add(name, cls, params=None)`.
+        """Add neurons, surrogates, encoders, layer types and backends: `registry.neurons.add(name, cls,
+        params=None)`, `registry.backends.add(softspike.core.backends.Backend(...))`.
 
         Called once per plugin at discovery; never during a forward pass.
         """

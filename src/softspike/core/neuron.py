@@ -1,128 +1,41 @@
-"""Spiking neurons: a dynamics plus fire and reset, run one step at a time or over a sequence.
+"""Spiking neuron modules: a dynamics plus fire and reset (`softspike.core.step`), run one step at a
+time or over a sequence by the backend the catalog picks (`softspike.core.backends`).
 
-    H(t), state = charge(X(t), state)           the dynamics (V(t-1) is state["v"])
-    S(t) = Θ(H(t) - θ(t))                       fire, Θ(0) = 1, backward σ'(H - θ)
-    V(t) = H(t)·(1 - S(t)) + V_reset·S(t)        hard reset (V_reset a number)
-    V(t) = H(t) - θ(t)·S(t)                      soft reset (V_reset = None)
-    state = after_fire(H(t), S(t), state)        the dynamics' own state after the spikes
-
-Through the reset the gradient follows the surrogate (default), is cut (`detach_reset=True`), or
-takes the 2020 straight-through form (`reset_grad="straight_through"`): V has the value of the hard
-reset and the gradient of H·(1 - σ) + V_reset·σ, with σ = surrogate.primitive(H - θ). All of this is
-applied here, once, for every dynamics.
+`assemble` is the one place a neuron is put together from registry plugins (the gate's default, the
+option names): `registry.neurons.create` and the spec's neuron layer both call it.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
-from dataclasses import dataclass, replace
-from typing import Any, Literal
+import inspect
+from dataclasses import replace
+from typing import Any, Literal, Protocol
 
-import torch
 from torch import Tensor, nn
 
+from softspike.core.backends import AUTO, BackendCatalog
 from softspike.core.dynamics import Dynamics, State
 from softspike.core.errors import ParameterError, StateError
-from softspike.core.surrogate import Surrogate, spike
+from softspike.core.step import (
+    FireConfig,
+    ResetGrad,
+    SpikeFn,
+    fire_reset,
+    multistep_reference,
+    neuron_step,
+    resting,
+    step_parts,
+)
+from softspike.core.surrogate import Surrogate
 
-ResetGrad = Literal["surrogate", "straight_through"]
+__all__ = [
+    "DEFAULT_SURROGATE", "NEURON_OPTIONS", "FireConfig", "Neuron", "ResetGrad", "SpikeFn", "StepMode", "assemble",
+    "fire_reset", "multistep_reference", "neuron_step", "resting", "step_parts",
+]
+
 StepMode = Literal["s", "m"]
-SpikeFn = Callable[[Tensor, Surrogate], Tensor]
-
-
-@dataclass(frozen=True)
-class FireConfig:
-    """Everything a neuron adds to its dynamics: threshold, reset and the surrogate.
-
-    Validated here and only here; a neuron keeps one and replaces it when a setting changes.
-    """
-
-    v_threshold: float
-    v_reset: float | None
-    surrogate: Surrogate
-    detach_reset: bool = False
-    reset_grad: ResetGrad = "surrogate"
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.surrogate, Surrogate):
-            raise TypeError(
-                f"surrogate must be a softspike Surrogate or a registered name, got {type(self.surrogate).__name__}"
-            )
-        th = float(self.v_threshold)
-        if not math.isfinite(th):
-            raise ValueError(f"v_threshold must be a finite number, got {self.v_threshold}")
-        object.__setattr__(self, "v_threshold", th)
-        if self.v_reset is not None:
-            vr = float(self.v_reset)
-            if not math.isfinite(vr):
-                raise ValueError(f"v_reset must be a finite number or None (soft reset), got {self.v_reset}")
-            object.__setattr__(self, "v_reset", vr)
-        if self.reset_grad not in ("surrogate", "straight_through"):
-            raise ValueError(f"reset_grad must be 'surrogate' or 'straight_through', got {self.reset_grad!r}")
-        object.__setattr__(self, "detach_reset", bool(self.detach_reset))
-
-    @property
-    def v_rest(self) -> float:
-        return 0.0 if self.v_reset is None else self.v_reset
-
-
-def _reset(h: Tensor, s: Tensor, theta: Tensor | float, v_reset: float | None) -> Tensor:
-    if v_reset is None:
-        return h - theta * s
-    return h * (1.0 - s) + v_reset * s
-
-
-def fire_reset(h: Tensor, theta: Tensor | float, cfg: FireConfig, spike_fn: SpikeFn = spike) -> tuple[Tensor, Tensor]:
-    """Fire on H and reset it: returns (S, V). `spike_fn` is the spike op (swapped by the compiled path)."""
-    x = h - theta
-    s = spike_fn(x, cfg.surrogate)
-    if cfg.detach_reset:
-        return s, _reset(h, s.detach(), theta, cfg.v_reset)
-    if cfg.reset_grad == "straight_through":
-        soft = _reset(h, cfg.surrogate.primitive(x), theta, cfg.v_reset)
-        hard = _reset(h, s.detach(), theta, cfg.v_reset)
-        return s, soft + (hard - soft).detach()
-    return s, _reset(h, s, theta, cfg.v_reset)
-
-
-def step_parts(
-    dynamics: Dynamics, cfg: FireConfig, x: Tensor, state: State, spike_fn: SpikeFn = spike
-) -> tuple[Tensor, Tensor | float, Tensor, State]:
-    """One time step, with its intermediates: (H, θ, S, state(t)); the state holds V under "v"."""
-    h, new = dynamics.charge(x, state, cfg.v_rest)
-    theta = dynamics.threshold(cfg.v_threshold, state)
-    s, v = fire_reset(h, theta, cfg, spike_fn)
-    new = dict(new)
-    new["v"] = v
-    new = dict(dynamics.after_fire(h, s, new))
-    new["v"] = v  # the library owns V: the reset means the same for every dynamics
-    return h, theta, s, new
-
-
-def neuron_step(
-    dynamics: Dynamics, cfg: FireConfig, x: Tensor, state: State, spike_fn: SpikeFn = spike
-) -> tuple[Tensor, State]:
-    """One time step: (X(t), state(t-1)) -> (S(t), state(t)); the state holds V under "v"."""
-    _, _, s, new = step_parts(dynamics, cfg, x, state, spike_fn)
-    return s, new
-
-
-def resting(dynamics: Dynamics, cfg: FireConfig, like: Tensor) -> State:
-    """The whole state at rest (V = V_rest and the dynamics' own), shaped like one step of input."""
-    state = dict(dynamics.initial_state(like, cfg.v_rest))
-    state["v"] = torch.full_like(like, cfg.v_rest)
-    return state
-
-
-def multistep_reference(dynamics: Dynamics, cfg: FireConfig, x_seq: Tensor) -> Tensor:
-    """The reference time loop over [T, B, ...] from rest; every fused path must match it."""
-    state = resting(dynamics, cfg, x_seq[0])
-    out = []
-    for x in x_seq:
-        s, state = neuron_step(dynamics, cfg, x, state)
-        out.append(s)
-    return torch.stack(out)
+#: The gate of a neuron that names none.
+DEFAULT_SURROGATE = "sigmoid"
 
 
 def _check_float(x: object, where: str) -> Tensor:
@@ -156,17 +69,16 @@ class Neuron(nn.Module):
         detach_reset: bool = False,
         reset_grad: ResetGrad = "surrogate",
         step_mode: StepMode = "s",
-        backend: str = "auto",
+        backend: str = AUTO,
     ) -> None:
         super().__init__()
         if not isinstance(dynamics, Dynamics):
             raise TypeError(f"dynamics must be a softspike Dynamics, got {type(dynamics).__name__}")
         if isinstance(surrogate, str) or surrogate is None:
-            # Only for a neuron built by hand: the registry's own `neurons.create` resolves names
-            # in its own catalog and passes a gate.
+            # Only for a neuron built by hand: `assemble` resolves names in its own registry.
             from softspike.core.registry import get_registry
 
-            surrogate = get_registry().surrogates.create(surrogate or "sigmoid")
+            surrogate = get_registry().surrogates.create(surrogate or DEFAULT_SURROGATE)
         cfg = FireConfig(v_threshold, v_reset, surrogate, detach_reset, reset_grad)  # type: ignore[arg-type]
         if cfg.v_reset is None and not dynamics.soft_reset_ok:
             raise ParameterError(
@@ -178,12 +90,16 @@ class Neuron(nn.Module):
         self.surrogate = cfg.surrogate
         self.step_mode = step_mode
         self.backend = backend
-        #: The multi-step path the last call took (see `softspike.core.fused`).
+        #: The backend the last multi-step call ran (`softspike.core.backends`), and the
+        #: (name, reason) of each backend `auto` passed over before it.
         self.backend_used: str | None = None
+        self.backends_skipped: tuple[tuple[str, str], ...] = ()
         self.v: Tensor | float = cfg.v_rest
         self.state: State = {}
 
     def __setattr__(self, name: str, value: Any) -> None:
+        if name == "backend" and not isinstance(value, str):
+            raise TypeError(f"backend must be 'auto' or a registered backend's name, got {type(value).__name__}")
         if name == "surrogate" and not isinstance(value, Surrogate):
             raise TypeError(
                 f"surrogate must be a softspike Surrogate, got {type(value).__name__}; for a registered gate by "
@@ -258,6 +174,11 @@ class Neuron(nn.Module):
                     f"but this input has shape {tuple(x.shape)} on {x.device}. Call reset() on the neuron "
                     "(or softspike.reset(net)) before feeding a new sample or batch."
                 )
+            if v.dtype != x.dtype:  # else type promotion would silently turn the kept state into x's dtype
+                raise StateError(
+                    f"{type(self).__name__}: the kept membrane is {v.dtype} but this input is {x.dtype}; feed "
+                    f"every step in one dtype (x.to({v.dtype})), or call reset() to start over in {x.dtype}."
+                )
             state = {**self.state, "v": v}
         else:
             state = resting(self.dynamics, self._cfg, x)
@@ -276,10 +197,46 @@ class Neuron(nn.Module):
             )
         if x_seq.shape[0] == 0:
             raise ValueError(f"{type(self).__name__}: multi-step input has T = 0 time steps")
-        if self.backend == "reference":
-            self.backend_used = "reference"
-            return multistep_reference(self.dynamics, self._cfg, x_seq)
-        from softspike.core import fused  # imported here: fused builds on this module
+        backends = self.__dict__.get("_backends")
+        if backends is None:  # a neuron built by hand: the process-wide catalog, looked up once
+            from softspike.core.registry import get_registry
 
-        self.backend_used, out = fused.execute(self.dynamics, self._cfg, x_seq, self.backend)
-        return out
+            backends = self.__dict__["_backends"] = get_registry().backends
+        chosen, self.backends_skipped = backends.select(self.dynamics, self._cfg, x_seq, self.backend)
+        self.backend_used = chosen.name
+        return chosen.run(self.dynamics, self._cfg, x_seq)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The catalog holds plugins' functions (not always picklable): a copy or an unpickled neuron
+        # looks up the process-wide catalog again.
+        state = dict(self.__dict__)
+        state.pop("_backends", None)
+        return state
+
+
+#: The options every neuron takes beside its dynamics' own parameters (the names of `Neuron`'s arguments).
+NEURON_OPTIONS: tuple[str, ...] = tuple(inspect.signature(Neuron.__init__).parameters)[2:]
+
+
+class Plugins(Protocol):
+    """Where `assemble` finds gates and backends: a `Registry` (or its neuron catalog)."""
+
+    @property
+    def surrogates(self) -> Any: ...
+    @property
+    def backends(self) -> BackendCatalog: ...
+
+
+def assemble(registry: Plugins, dynamics: Dynamics, **options: Any) -> Neuron:
+    """A neuron module from plugins of `registry`: a gate given by name (or none: `DEFAULT_SURROGATE`)
+    is created from its surrogates, a backend name is checked against its backends."""
+    unknown = sorted(set(options) - set(NEURON_OPTIONS))
+    if unknown:
+        raise TypeError(f"unknown neuron option(s) {', '.join(unknown)}; the options are {', '.join(NEURON_OPTIONS)}")
+    gate = options.get("surrogate")
+    if gate is None or isinstance(gate, str):
+        options["surrogate"] = registry.surrogates.create(gate or DEFAULT_SURROGATE)
+    registry.backends.check_name(options.get("backend", AUTO))
+    neuron = Neuron(dynamics, **options)
+    neuron.__dict__["_backends"] = registry.backends  # its multi-step calls ask this registry's backends
+    return neuron

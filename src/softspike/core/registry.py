@@ -1,4 +1,4 @@
-"""The plugin registry: one catalog per kind (neurons, surrogates, encoders, layers), filled through pluggy.
+"""The plugin registry: one catalog per kind (neurons, surrogates, encoders, layers, backends), filled through pluggy.
 
 Discovery happens once, on first use of `get_registry()`: every entry point in the group `softspike`
 is imported and its `softspike_register` hook is called with a registrar that records which
@@ -13,7 +13,6 @@ import difflib
 import importlib
 import importlib.metadata as md
 import os
-import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,14 +21,15 @@ from typing import Any, Generic, TypeVar
 import pluggy
 from pydantic import BaseModel
 
+from softspike.core.backends import AUTO, Backend, BackendCatalog
 from softspike.core.errors import RegistryError, UnknownPluginError
 from softspike.core.hookspecs import DISABLE_AUTOLOAD_ENV, ENTRY_POINT_GROUP, PROJECT, Hookspecs
+from softspike.core.names import NAME_RE, RUNTIME
+from softspike.core.neuron import NEURON_OPTIONS, assemble
 from softspike.core.params import validate_params
 
 T = TypeVar("T")
-NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 BUILTIN_MODULE = "softspike.plugins"
-RUNTIME = "<runtime>"
 
 
 @dataclass(frozen=True)
@@ -166,9 +166,10 @@ class NeuronCatalog(Catalog[Any]):
     """Neuron dynamics. `create` returns a ready neuron module; neuron options go beside the
     dynamics' own parameters: `create("lif", tau=2.0, v_threshold=1.0, surrogate="atan")`."""
 
-    def __init__(self, kind: str, base: type | None, surrogates: Catalog[Any]) -> None:
+    def __init__(self, kind: str, base: type | None, surrogates: Catalog[Any], backends: BackendCatalog) -> None:
         super().__init__(kind, base)
-        self.surrogates = surrogates  # gates named in `create` come from the same registry
+        # Gates and backends named in `create` come from the same registry.
+        self.surrogates, self.backends = surrogates, backends
 
     def add(self, name: str, factory: Callable[..., Any], params: type[BaseModel] | None = None, *,
             doc: str | None = None, distribution: str = RUNTIME) -> Entry[Any]:
@@ -187,14 +188,10 @@ class NeuronCatalog(Catalog[Any]):
         return entry
 
     def create(self, name: str, **params: Any) -> Any:
-        from softspike.core.neuron import Neuron
-
         options = {k: params.pop(k) for k in list(params) if k in NEURON_OPTIONS}
-        gate = options.get("surrogate")
-        if gate is None or isinstance(gate, str):
-            options["surrogate"] = self.surrogates.create(gate or "sigmoid")
+        self.backends.check_name(options.get("backend", AUTO))  # before building the dynamics
         dynamics = super().create(name, **params)
-        return Neuron(dynamics, **options)
+        return assemble(self, dynamics, **options)
 
     def create_dynamics(self, name: str, **params: Any) -> Any:
         return super().create(name, **params)
@@ -229,9 +226,6 @@ class LayerCatalog(Catalog[Any]):
         return super().add(name, factory, factory, doc=doc, distribution=distribution)
 
 
-NEURON_OPTIONS = ("v_threshold", "v_reset", "surrogate", "detach_reset", "reset_grad", "step_mode", "backend")
-
-
 @dataclass
 class PluginError:
     """A plugin that could not be loaded, and why."""
@@ -252,6 +246,8 @@ class Registry:
     plugin_manager: pluggy.PluginManager | None = None
     #: Layer types of the spec language (apart from `catalogs()`: they have no conformance suite).
     layers: LayerCatalog = field(default_factory=lambda: LayerCatalog("layers"))
+    #: Who runs a neuron's multi-step scan (`softspike.core.backends`).
+    backends: BackendCatalog = field(default_factory=BackendCatalog)
 
     @classmethod
     def empty(cls) -> Registry:
@@ -260,19 +256,22 @@ class Registry:
         from softspike.core.surrogate import Surrogate
 
         surrogates: Catalog[Any] = Catalog("surrogates", Surrogate)
-        return cls(NeuronCatalog("neurons", Dynamics, surrogates), surrogates, Catalog("encoders", Encoder))
+        backends = BackendCatalog()
+        return cls(NeuronCatalog("neurons", Dynamics, surrogates, backends), surrogates, Catalog("encoders", Encoder),
+                   backends=backends)
 
     def catalogs(self) -> dict[str, Catalog[Any]]:
         return {"neuron": self.neurons, "surrogate": self.surrogates, "encoder": self.encoders}
 
     def describe(self) -> list[dict[str, Any]]:
-        return [e.describe() for cat in [*self.catalogs().values(), self.layers] for e in cat]
+        entries = [e.describe() for cat in [*self.catalogs().values(), self.layers] for e in cat]
+        return entries + [b.describe() for b in self.backends]
 
 
 class _ScopedCatalog:
     """What a plugin's hook sees: `add` stamps the plugin's distribution and keeps a journal."""
 
-    def __init__(self, catalog: Catalog[Any], distribution: str, journal: list[tuple[Catalog[Any], str]]):
+    def __init__(self, catalog: Catalog[Any], distribution: str, journal: list[tuple[Any, str]]):
         self._catalog, self._dist, self._journal = catalog, distribution, journal
 
     def add(self, name: str, factory: Callable[..., Any], params: type[BaseModel] | None = None, *,
@@ -285,15 +284,31 @@ class _ScopedCatalog:
         return self._catalog.names()
 
 
+class _ScopedBackends:
+    """What a plugin's hook sees of the backends: `add(Backend(...))`, stamped with its distribution."""
+
+    def __init__(self, catalog: BackendCatalog, distribution: str, journal: list[tuple[Any, str]]):
+        self._catalog, self._dist, self._journal = catalog, distribution, journal
+
+    def add(self, backend: Backend) -> Backend:
+        entry = self._catalog.add(backend, distribution=self._dist)
+        self._journal.append((self._catalog, entry.name))
+        return entry
+
+    def names(self) -> list[str]:
+        return self._catalog.names()
+
+
 class Registrar:
     """The object passed to `softspike_register`: `registry.neurons.add(...)` and friends."""
 
     def __init__(self, registry: Registry, distribution: str) -> None:
-        self.journal: list[tuple[Catalog[Any], str]] = []
+        self.journal: list[tuple[Any, str]] = []
         self.neurons = _ScopedCatalog(registry.neurons, distribution, self.journal)
         self.surrogates = _ScopedCatalog(registry.surrogates, distribution, self.journal)
         self.encoders = _ScopedCatalog(registry.encoders, distribution, self.journal)
         self.layers = _ScopedCatalog(registry.layers, distribution, self.journal)
+        self.backends = _ScopedBackends(registry.backends, distribution, self.journal)
 
     def rollback(self) -> None:
         for catalog, name in reversed(self.journal):
@@ -349,7 +364,13 @@ def load_registry(autoload: bool | None = None) -> Registry:
         seen_builtin |= builtin
         _register_plugin(registry, pm, module, ep.name, dist)
     if not seen_builtin:  # running from a source tree that was never pip-installed
-        _register_plugin(registry, pm, importlib.import_module(BUILTIN_MODULE), "builtins", "softspike")
+        try:
+            builtins = importlib.import_module(BUILTIN_MODULE)
+        except Exception as exc:
+            registry.errors.append(PluginError("softspike", "builtins", f"failed to import {BUILTIN_MODULE!r}: "
+                                               f"{type(exc).__name__}: {exc}"))
+        else:
+            _register_plugin(registry, pm, builtins, "builtins", "softspike")
     return registry
 
 
@@ -360,6 +381,8 @@ _registry: Registry | None = None
 def get_registry() -> Registry:
     """The process-wide registry, loaded on first use."""
     global _registry
+    if _registry is not None:  # no lock once loaded: neurons look here inside torch.compile'd code
+        return _registry
     with _lock:
         if _registry is None:
             _registry = load_registry()

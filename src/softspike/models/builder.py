@@ -15,7 +15,7 @@ from torch import nn
 from softspike.core.registry import Registry, get_registry
 from softspike.models.errors import join_path
 from softspike.models.layers import BuildContext, instantiate
-from softspike.models.limits import check_weights
+from softspike.models.limits import check_weights, estimate
 from softspike.models.load import CheckedSpec
 from softspike.models.network import SpikingNetwork
 
@@ -49,7 +49,8 @@ def build(checked: CheckedSpec, registry: Registry | None = None, max_memory: in
     """Build the network of a checked spec (see `softspike.models.load_spec`).
 
     Weights that would not fit in `max_memory` bytes (default: the machine's memory) are refused
-    before any is allocated, with a SpecError naming the largest layer."""
+    before any is allocated, with a SpecError naming the largest layer; the network keeps the limit
+    and refuses a batch whose activations would exceed it (`SpikingNetwork.max_memory`)."""
     check_weights(checked, max_memory)
     registry = registry or get_registry()
     spec = checked.spec
@@ -59,6 +60,7 @@ def build(checked: CheckedSpec, registry: Registry | None = None, max_memory: in
     body = builder.sequence(spec.layers, "layers", not getattr(encoder, "analog", False))
     return SpikingNetwork(
         spec.name, spec.input_shape, spec.T, encoder, body, builder.paths, readout_scale=spec.readout.scale,
+        memory=estimate(checked, 1), max_memory=max_memory,
     )
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from softspike.core.errors import SoftspikeError
+from softspike.core.params import bound_reason
 
 #: Fields whose value is a union discriminated by "type": a pydantic error path names the tag after them.
 UNION_FIELDS = frozenset({"neuron", "surrogate", "encoder", "readout"})
@@ -103,7 +104,7 @@ def plain_reason(err: dict[str, Any], parts: list[str | int], fields_at: Any) ->
         op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[kind]
         bound = next(iter(ctx.values()), "?")
         shown = f"{bound:g}" if isinstance(bound, float) else str(bound)
-        return f"must be {op} {shown}"
+        return f"must be {op} {shown}" + (bound_reason(ctx.get("ge"), parts[-1] if parts else None))
     if kind == "too_short":
         n = ctx.get("min_length", 1)
         return f"must have at least {n} item{'s' if n != 1 else ''}"

@@ -24,8 +24,11 @@ from typing import Any, Literal
 from pydantic import Field
 from torch import nn
 
+from softspike.core.backends import AUTO
 from softspike.core.fused.linear import SpikeLinear
-from softspike.core.neuron import Neuron
+from softspike.core.fused.spike_conv import SpikeConv2d
+from softspike.core.neuron import assemble
+from softspike.core.params import FLOAT32_TINY
 from softspike.core.registry import Catalog, Registry
 from softspike.layers import MultiStep
 from softspike.models.base import MAX_SIZE, Size, SpecModel
@@ -134,6 +137,8 @@ class LanguageParts:
     neuron: Any
     surrogate: Any
     layer: Any
+    #: "auto" or a registered backend's name (a Literal of them).
+    backend: Any = str
 
 
 def need_flat(layer: LayerSpec, shape: Shape) -> int:
@@ -197,15 +202,21 @@ class Conv2d(LayerSpec):
         return self.out_channels * in_shape[0] * self.kernel_size**2 + (self.out_channels if self.bias else 0)
 
     def build(self, in_shape: Shape, context: BuildContext) -> nn.Module:
-        return MultiStep(nn.Conv2d(in_shape[0], self.out_channels, self.kernel_size, self.stride, self.padding,
-                                   bias=self.bias))
+        # Fed by spikes: same parameters and results (to rounding), sums only the inputs that fired.
+        cls = SpikeConv2d if context.spikes_in else nn.Conv2d
+        return MultiStep(cls(in_shape[0], self.out_channels, self.kernel_size, self.stride, self.padding,
+                             bias=self.bias))
 
 
 class BatchNorm2d(LayerSpec):
     """Batch normalisation over channels of a [C, H, W] tensor (statistics over time and batch)."""
 
-    eps: float = Field(default=1e-5, gt=0)
-    momentum: float = Field(default=0.1, gt=0, le=1)
+    eps: float = Field(default=1e-5, ge=FLOAT32_TINY)
+    """Added to the variance before its square root (at least 1.2e-38, float32's smallest normal number:
+    a smaller eps rounds to 0, and a channel of constant value gives 0/0 = NaN)."""
+    momentum: float = Field(default=0.1, ge=FLOAT32_TINY, le=1)
+    """Weight of each batch in the running statistics, in [1.2e-38, 1] (a smaller one rounds to 0 in
+    float32 and the running statistics would never move)."""
 
     def out_shape(self, in_shape: Shape, context: ShapeContext) -> Shape:
         return need_image(self, in_shape)
@@ -307,18 +318,19 @@ class NeuronLayer(LayerSpec):
     detach_reset: bool = Field(default=False, description="Cut the gradient through the reset.")
     reset_grad: Literal["surrogate", "straight_through"] = Field(
         default="surrogate", description="Gradient through the reset: surrogate, or 2020 straight-through.")
+    backend: str = Field(default=AUTO, description="Who runs the multi-step scan: 'auto' (the fastest backend "
+                         "that applies) or a registered backend's name (`softspike info` lists them; "
+                         "docs/backends.md).")
 
     @classmethod
     def language_fields(cls, parts: LanguageParts) -> dict[str, Any]:
-        return {"neuron": parts.neuron, "surrogate": parts.surrogate | None}
+        return {"neuron": parts.neuron, "surrogate": parts.surrogate | None, "backend": parts.backend}
 
     def create(self, registry: Registry) -> nn.Module:
         """The neuron module (multi-step) this layer describes, from its registry's plugins."""
-        if self.surrogate is not None:
-            surrogate = instantiate(registry.surrogates, self.surrogate)
-        else:
-            surrogate = registry.surrogates.create("sigmoid")
-        return Neuron(
+        surrogate = None if self.surrogate is None else instantiate(registry.surrogates, self.surrogate)
+        return assemble(
+            registry,
             instantiate(registry.neurons, self.neuron),
             v_threshold=self.v_threshold,
             v_reset=self.v_reset,
@@ -326,6 +338,7 @@ class NeuronLayer(LayerSpec):
             detach_reset=self.detach_reset,
             reset_grad=self.reset_grad,
             step_mode="m",
+            backend=self.backend,
         )
 
     def out_shape(self, in_shape: Shape, context: ShapeContext) -> Shape:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from softspike.models.errors import SpecError
 from softspike.models.layers import numel
@@ -50,7 +50,9 @@ def format_size(n: int) -> str:
     for unit, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if n >= scale:
             value = n / scale
-            return f"{value:.3g} {unit}" if value < 1e5 else f"{value:.2g} {unit}"
+            if value < 1000:
+                return f"{value:.3g} {unit}"
+            return f"{value:.0f} {unit}" if value < 1e5 else f"{value:.2g} {unit}"  # 1023.9 GiB, not 1.02e+03
     return f"{n} B"
 
 
@@ -108,6 +110,17 @@ class MemoryEstimate:
     def largest(self) -> LayerMemory:
         return max(self.parts, key=lambda p: p.total)
 
+    def for_batch(self, batch_size: int) -> MemoryEstimate:
+        """This estimate, made for a batch of one, at `batch_size`."""
+        parts = [replace(p, activation_bytes=p.activation_bytes * batch_size) for p in self.parts]
+        return MemoryEstimate(batch_size * self.batch_size, self.T, parts)
+
+    @property
+    def inference_bytes(self) -> int:
+        """Without gradients: the weights alone, and at most two parts' activations alive at once
+        (a layer's input and output; nothing is kept for backward)."""
+        return self.parameter_bytes // 4 + 2 * max(p.activation_bytes for p in self.parts)
+
 
 def estimate(checked: CheckedSpec, batch_size: int) -> MemoryEstimate:
     """Memory of one training step of `checked` at `batch_size`, from the shape pass's sizes."""
@@ -132,22 +145,49 @@ def _detail(part: LayerMemory, est: MemoryEstimate) -> str:
     return "; ".join(pieces)
 
 
-def check_memory(checked: CheckedSpec, batch_size: int, limit: int) -> MemoryEstimate:
-    """The estimate, or SpecError naming the layer (or the whole network) that exceeds `limit` bytes."""
-    est = estimate(checked, batch_size)
+#: How a command-line user raises the memory limit.
+CLI_LIMIT = "--max-memory SIZE"
+
+
+def over_limit(est: MemoryEstimate, limit: int, how: str = CLI_LIMIT) -> str | None:
+    """The `path: ...` line saying which part (or the whole network) of a training step exceeds
+    `limit` bytes, or None if it fits; `how` tells how to raise the limit."""
     if est.total <= limit:
-        return est
-    hint = "; use smaller layers, a smaller batch size or T, or raise the limit with --max-memory SIZE"
+        return None
+    hint = f"; use smaller layers, a smaller batch size or T, or raise the limit with {how}"
     big = est.largest()
     if big.total > limit:
-        line = (f"{big.path}: the {big.what} alone needs {format_size(big.total)} ({_detail(big, est)}), "
+        return (f"{big.path}: the {big.what} alone needs {format_size(big.total)} ({_detail(big, est)}), "
                 f"over the memory limit of {format_size(limit)}{hint}")
-    else:
-        line = (f"layers: the network needs {format_size(est.total)} for batch size {batch_size} and T={est.T} "
-                f"(parameters with gradients and Adam state {format_size(est.parameter_bytes)}, activations "
-                f"{format_size(est.activation_bytes)}; the largest part is {big.path}, "
-                f"{format_size(big.total)}), over the memory limit of {format_size(limit)}{hint}")
-    raise SpecError(checked.source, [line])
+    return (f"layers: the network needs {format_size(est.total)} for batch size {est.batch_size} and T={est.T} "
+            f"(parameters with gradients and Adam state {format_size(est.parameter_bytes)}, activations "
+            f"{format_size(est.activation_bytes)}; the largest part is {big.path}, "
+            f"{format_size(big.total)}), over the memory limit of {format_size(limit)}{hint}")
+
+
+def check_memory(checked: CheckedSpec, batch_size: int, limit: int, how: str = CLI_LIMIT) -> MemoryEstimate:
+    """The estimate, or SpecError naming the layer (or the whole network) that exceeds `limit` bytes."""
+    est = estimate(checked, batch_size)
+    line = over_limit(est, limit, how)
+    if line is not None:
+        raise SpecError(checked.source, [line])
+    return est
+
+
+def check_batch(per_sample: MemoryEstimate, batch_size: int, training: bool, limit: int,
+                how: str) -> str | None:
+    """Whether a call on `batch_size` samples fits `limit` bytes: None, or the reason it does not
+    (a training step with gradients as `over_limit`; inference by `inference_bytes`)."""
+    est = per_sample.for_batch(batch_size)
+    if training:
+        return over_limit(est, limit, how)
+    if est.inference_bytes <= limit:
+        return None
+    big = max(est.parts, key=lambda p: p.activation_bytes)
+    return (f"{big.path}: inference on a batch of {batch_size} at T={est.T} needs about "
+            f"{format_size(est.inference_bytes)} (the {big.what}'s activations alone "
+            f"{format_size(big.activation_bytes)}), over the memory limit of {format_size(limit)}; use a "
+            f"smaller batch, a spec with a smaller T or layers, or raise the limit with {how}")
 
 
 def check_weights(checked: CheckedSpec, limit: int | None = None) -> None:

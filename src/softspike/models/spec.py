@@ -19,6 +19,8 @@ from typing import Annotated, Any, Literal, Union, cast
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from softspike.core.backends import AUTO
+from softspike.core.params import FLOAT32_TINY
 from softspike.core.registry import Catalog, Registry, get_registry
 from softspike.models.base import Size, SpecModel, bounded_numbers
 from softspike.models.layers import LanguageParts, LayerSpec
@@ -32,8 +34,9 @@ class RateReadout(SpecModel):
     become confident (rates are capped at 1)."""
 
     type: Literal["rate"]
-    scale: float = Field(default=1.0, gt=0)
-    """Factor applied to the rates before the loss (1 = the 2020 readout)."""
+    scale: float = Field(default=1.0, ge=FLOAT32_TINY)
+    """Factor applied to the rates before the loss (1 = the 2020 readout); at least 1.2e-38, float32's
+    smallest normal number (a smaller one rounds to 0 and the loss gives no gradient)."""
 
 
 def _camel(name: str) -> str:
@@ -115,7 +118,8 @@ def build_language(registry: Registry) -> Language:
     neurons = _catalog_models("neuron", registry.neurons)
     surrogates = _catalog_models("surrogate", registry.surrogates)
     encoders = _catalog_models("encoder", registry.encoders)
-    parts = LanguageParts(_union(list(neurons.values())), _union(list(surrogates.values())), "LayerUnion")
+    backends = Literal[(AUTO, *registry.backends.names())]  # type: ignore[valid-type]
+    parts = LanguageParts(_union(list(neurons.values())), _union(list(surrogates.values())), "LayerUnion", backends)
     layer_models = _layer_models(registry.layers, parts)
     layer_union = _union(list(layer_models.values()))
     for model in layer_models.values():  # layers that hold layers refer to the union of all of them
@@ -151,7 +155,7 @@ _cached: tuple[tuple[Any, ...], Language] | None = None
 
 def _signature(registry: Registry) -> tuple[Any, ...]:
     catalogs = [*registry.catalogs().items(), ("layer", registry.layers)]
-    return tuple((kind, e.name, e.params) for kind, cat in catalogs for e in cat)
+    return (*((kind, e.name, e.params) for kind, cat in catalogs for e in cat), *registry.backends.names())
 
 
 def language(registry: Registry | None = None) -> Language:

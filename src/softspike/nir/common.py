@@ -13,6 +13,7 @@ from softspike.core.extras import require
 
 #: The default length of one time step in seconds (Norse's default dt as well).
 DEFAULT_DT = 1e-3
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 #: Graph metadata written by `export_nir`: the spec as JSON text, and dt.
 META_SPEC = "softspike_spec"
 META_DT = "softspike_dt"
@@ -36,21 +37,50 @@ def check_dt(dt: float) -> float:
     return dt
 
 
-def as_array(value: Any) -> np.ndarray:
-    """A NIR parameter (numpy array, torch tensor or number, as writers leave them) as float64 numpy."""
+def as_array(value: Any, what: str, where: str) -> np.ndarray:
+    """A NIR parameter (numpy array, torch tensor or number, as writers leave them) as float64 numpy.
+
+    A file may hold anything: strings, complex numbers (whose imaginary part a float cast would drop
+    in silence), NaN or infinity. Each is refused naming the node and the field."""
     if hasattr(value, "detach"):
         value = value.detach().cpu().numpy()
-    return np.asarray(value, dtype=np.float64)
+    if value is None:
+        raise NIRError(f"{where}: {what} is missing")
+    raw = np.asarray(value)
+    if raw.dtype.kind == "c":
+        raise NIRError(f"{where}: {what} holds complex numbers; NIR parameters are real")
+    if raw.dtype.kind not in "biuf":
+        raise NIRError(f"{where}: {what} holds {_kind(raw)}, not numbers")
+    with np.errstate(over="ignore"):  # float128 beyond float64 becomes inf, refused below
+        arr = raw.astype(np.float64)
+    if not np.all(np.isfinite(arr)):
+        bad = "NaN" if np.isnan(arr).any() else "infinite"
+        raise NIRError(f"{where}: {what} has {bad} values ({int((~np.isfinite(arr)).sum())} of {arr.size})")
+    if arr.size and float(np.abs(arr).max()) > FLOAT32_MAX:  # the network computes in float32
+        raise NIRError(f"{where}: {what} has values beyond float32 (up to {np.abs(arr).max():.3g}; the largest "
+                       f"float32 is {FLOAT32_MAX:.3g})")
+    return arr
+
+
+def _kind(arr: np.ndarray) -> str:
+    names = {"U": "text", "S": "text", "O": "Python objects", "V": "raw records", "M": "dates", "m": "durations"}
+    return names.get(arr.dtype.kind, f"values of type {arr.dtype}")
+
+
+def as_int(value: Any, what: str, where: str) -> list[int]:
+    """A NIR integer parameter (stride, padding, dims; a number or an array) as Python ints."""
+    arr = as_array(value, what, where).reshape(-1)
+    if arr.size == 0 or not np.all(arr == np.round(arr)) or np.any(np.abs(arr) > 2**31):
+        raise NIRError(f"{where}: {what} should be whole numbers, got {arr.tolist()[:8]}")
+    return [int(v) for v in arr]
 
 
 def uniform(value: Any, what: str, where: str) -> float:
     """The single value of a per-neuron NIR parameter; softspike keeps one value per layer."""
-    arr = as_array(value)
+    arr = as_array(value, what, where)
     if arr.size == 0:
         raise NIRError(f"{where}: parameter {what} is empty")
     first = float(arr.reshape(-1)[0])
-    if not np.all(np.isfinite(arr)):
-        raise NIRError(f"{where}: parameter {what} has non-finite values")
     if not np.allclose(arr, first, rtol=1e-6, atol=0.0):
         raise NIRError(
             f"{where}: parameter {what} differs between neurons (from {arr.min():.6g} to {arr.max():.6g}); "

@@ -3,7 +3,7 @@
     linear           Affine(W, b), or Linear(W) without bias
     conv2d           Conv2d (dilation 1, groups 1; a zero bias when the layer has none)
     avgpool2d        AvgPool2d
-    flatten          Flatten(start_dim=0) over the sample's [C, H, W]
+    flatten          Flatten(start_dim=-3) over the sample's [C, H, W] (its dims counted from the end)
     dropout          nothing (identity at inference)
     neuron if        IF(r=1, v_threshold, v_reset)                        v ← v + X per step
     neuron lif       LIF(tau=τ·dt, r=1, v_leak=v_reset, v_threshold, v_reset)
@@ -110,7 +110,10 @@ def _layer_node(info: Any, module: nn.Module, dt: float) -> Any:
         return nir.AvgPool2d(kernel_size=np.array([k, k]), stride=np.array([s, s]),
                              padding=np.array([layer.padding, layer.padding]))
     if kind == "flatten":
-        return nir.Flatten(input_type={"input": np.array(info.in_shape)}, start_dim=0, end_dim=-1)
+        # Counted from the end, so that a reader that builds torch.nn.Flatten(start_dim, end_dim) (Norse,
+        # snnTorch, nirtorch) flattens one sample's dims whether or not a batch dim leads: start_dim 0
+        # would flatten the batch too, 1 a sample given without one.
+        return nir.Flatten(input_type={"input": np.array(info.in_shape)}, start_dim=-len(info.in_shape), end_dim=-1)
     if kind == "dropout":
         return None
     hints = {

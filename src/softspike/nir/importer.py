@@ -33,18 +33,22 @@ from softspike.models.load import CheckedSpec, check_spec
 from softspike.models.network import SpikingNetwork
 from softspike.nir.common import (
     DEFAULT_DT,
-    META_DT,
     META_LAYER,
-    META_SPEC,
     NIRError,
     as_array,
+    as_int,
     check_dt,
     json_meta,
     nir_module,
     uniform,
 )
+from softspike.nir.metadata import StoredSpec, read_metadata
 
 DEFAULT_T = 8
+#: A time constant of at most dt/2 makes the Euler step V += (X - V)/τ unstable: |1 - 1/τ| >= 1.
+MIN_TAU_STEPS = 0.5
+#: Beyond this many steps 1/τ is subnormal in float32 (below its smallest normal number).
+MAX_TAU_STEPS = float(1.0 / np.finfo(np.float32).tiny)
 
 
 @dataclass
@@ -132,7 +136,7 @@ def _input_shape(node: Any, given: Sequence[int] | None) -> list[int]:
     if given is not None:
         return [int(d) for d in given]
     shape = node.input_type.get("input") if isinstance(node.input_type, dict) else None
-    dims = [int(d) for d in np.asarray(shape if shape is not None else [], dtype=np.int64).reshape(-1)]
+    dims = as_int(shape, "input_type", "the Input node") if shape is not None and np.size(shape) else []
     # nirtorch's tracer writes the sample data's shape, batch included: [1, N] or [1, C, H, W].
     if len(dims) in (2, 4) and dims[0] == 1:
         dims = dims[1:]
@@ -142,8 +146,15 @@ def _input_shape(node: Any, given: Sequence[int] | None) -> list[int]:
     return dims
 
 
+def _one_int(value: Any, what: str, where: str) -> int:
+    vals = as_int(value, what, where)
+    if len(vals) != 1:
+        raise NIRError(f"{where}: {what} should be one whole number, got {vals[:8]}")
+    return vals[0]
+
+
 def _square(value: Any, what: str, where: str) -> int:
-    vals = {int(v) for v in np.asarray(value).reshape(-1)}
+    vals = set(as_int(value, what, where))
     if len(vals) != 1:
         raise NIRError(f"{where}: {what} {sorted(vals)} differs between height and width; softspike's are square")
     return vals.pop()
@@ -152,9 +163,10 @@ def _square(value: Any, what: str, where: str) -> int:
 class _Reader:
     """Walks the chain, appending spec layers and folding gains and offsets into weights."""
 
-    def __init__(self, shape: list[int], dt: float) -> None:
+    def __init__(self, shape: list[int], dt: float, allow_short_tau: bool = False) -> None:
         self.shape: tuple[int, ...] = tuple(shape)
         self.dt = dt
+        self.allow_short_tau = allow_short_tau
         self.layers: list[dict[str, Any]] = []
         self.weights: dict[int, _Weights] = {}
         self.last: _Weights | None = None
@@ -194,7 +206,7 @@ class _Reader:
 
     def gain(self, value: Any, what: str, where: str) -> None:
         """Multiply this layer's input by `value` (scalar or per neuron): fold it into the weights."""
-        arr = as_array(value)
+        arr = as_array(value, what, where)
         if np.allclose(arr, 1.0):
             return
         scalar = np.allclose(arr, arr.reshape(-1)[0])
@@ -206,7 +218,7 @@ class _Reader:
 
     def offset(self, value: Any, what: str, where: str) -> None:
         """Add `value` to this layer's input: fold it into the bias before it."""
-        arr = as_array(value)
+        arr = as_array(value, what, where)
         if np.allclose(arr, 0.0):
             return
         w = self._target(what, where, per_neuron=True)
@@ -215,21 +227,22 @@ class _Reader:
 
     # -- one method per NIR node kind ------------------------------------------------------------
     def affine(self, weight: Any, bias: Any, where: str) -> None:
-        w = as_array(weight)
+        w = as_array(weight, "weight", where)
         if w.ndim != 2:
             raise NIRError(f"{where}: weight of shape {list(w.shape)}; softspike's linear takes [out, in]")
         if self.shape != (w.shape[1],):
             raise NIRError(f"{where}: takes {w.shape[1]} features, but its input here is {list(self.shape)}"
                            + (" (a Flatten missing before it?)" if len(self.shape) == 3 else ""))
-        b = None if bias is None or np.allclose(as_array(bias), 0.0) else as_array(bias).reshape(-1)
+        b = None if bias is None else as_array(bias, "bias", where).reshape(-1)
+        b = None if b is None or np.allclose(b, 0.0) else b
         self.add({"type": "linear", "out_features": int(w.shape[0]), "bias": b is not None}, [w.shape[0]],
                  _Weights(w, b))
 
     def conv2d(self, node: Any, where: str) -> None:
-        w = as_array(node.weight)
+        w = as_array(node.weight, "weight", where)
         if len(self.shape) != 3 or w.ndim != 4 or w.shape[1] != self.shape[0]:
             raise NIRError(f"{where}: Conv2d with weight {list(w.shape)} does not fit its input {list(self.shape)}")
-        if int(node.groups) != 1 or _square(node.dilation, "dilation", where) != 1:
+        if _one_int(node.groups, "groups", where) != 1 or _square(node.dilation, "dilation", where) != 1:
             raise NIRError(f"{where}: softspike's conv2d has groups 1 and dilation 1 "
                            f"(got groups {node.groups}, dilation {node.dilation})")
         k = _square(w.shape[2:], "kernel size", where)
@@ -242,7 +255,7 @@ class _Reader:
         pad = _square(pad, "padding", where)
         _, h, wd = self.shape
         out = [w.shape[0], (h + 2 * pad - k) // stride + 1, (wd + 2 * pad - k) // stride + 1]
-        b = as_array(node.bias).reshape(-1) if node.bias is not None else None
+        b = as_array(node.bias, "bias", where).reshape(-1) if node.bias is not None else None
         b = None if b is None or np.allclose(b, 0.0) else b
         self.add({"type": "conv2d", "out_channels": int(w.shape[0]), "kernel_size": k, "stride": stride,
                   "padding": pad, "bias": b is not None}, out, _Weights(w, b))
@@ -260,9 +273,11 @@ class _Reader:
             self.gain(float(k * k), "SumPool2d's window sum", where)
 
     def flatten(self, node: Any, where: str) -> None:
-        end = int(node.end_dim)
-        if end not in (-1, len(self.shape) - 1) or int(node.start_dim) not in (0, 1):
-            raise NIRError(f"{where}: Flatten from dim {node.start_dim} to {end}; softspike flattens the whole "
+        start, end = _one_int(node.start_dim, "start_dim", where), _one_int(node.end_dim, "end_dim", where)
+        # 0 (NIR's own, no batch dim), 1 (torch-style writers, batch dim first) or -ndim (softspike's
+        # export, which torch readers apply with or without a batch dim) all mean the whole sample.
+        if end not in (-1, len(self.shape) - 1) or start not in (0, 1, -len(self.shape)):
+            raise NIRError(f"{where}: Flatten from dim {start} to {end}; softspike flattens the whole "
                            "sample")
         self.add({"type": "flatten"}, [int(np.prod(self.shape))])
 
@@ -274,9 +289,21 @@ class _Reader:
         self.add(layer, self.shape)
 
     def tau(self, value: Any, what: str, where: str) -> float:
-        steps = uniform(value, what, where) / self.dt
-        if steps <= 0:
-            raise NIRError(f"{where}: {what} must be positive, got {steps * self.dt}")
+        seconds = uniform(value, what, where)
+        steps = seconds / self.dt
+        at = f"{what} = {seconds:g} s is {steps:.3g} time steps at dt = {self.dt:g} s"
+        if seconds <= 0:
+            raise NIRError(f"{where}: {what} must be positive, got {seconds:g} s")
+        if steps <= MIN_TAU_STEPS:
+            raise NIRError(f"{where}: {at}; an Euler step of dt is unstable for a time constant of dt/2 or less "
+                           "(the membrane oscillates and grows): give the dt the file's writer used (--dt)")
+        if steps > MAX_TAU_STEPS:
+            raise NIRError(f"{where}: {at}; beyond {MAX_TAU_STEPS:.3g} steps 1/tau underflows in float32 and the "
+                           "neuron stops integrating: give the dt the file's writer used (--dt)")
+        if steps < 1 and not self.allow_short_tau:
+            raise NIRError(f"{where}: {at}, less than one step, so each step overshoots the membrane's target; "
+                           "most likely the file was written with another dt: give it (--dt; for Norse 1.1's to_nir "
+                           "see docs/nir.md), or import it as it is with --allow-short-tau (allow_short_tau=True)")
         return steps
 
 
@@ -300,18 +327,18 @@ def _read_node(r: _Reader, name: str, node: Any) -> None:
         r.gain(node.r, "r", where)
         r.neuron({"type": "if"}, node.v_threshold, node.v_reset, where, node.metadata)
     elif isinstance(node, nir.LIF):
-        reset = as_array(node.v_reset if node.v_reset is not None else 0.0)
+        reset = as_array(node.v_reset if node.v_reset is not None else 0.0, "v_reset", where)
         r.gain(node.r, "r", where)
-        r.offset(as_array(node.v_leak) - reset, "v_leak - v_reset", where)
+        r.offset(as_array(node.v_leak, "v_leak", where) - reset, "v_leak - v_reset", where)
         tau = r.tau(node.tau, "tau", where)
         r.neuron({"type": "lif", "tau": tau}, node.v_threshold, node.v_reset, where, node.metadata)
     elif isinstance(node, nir.CubaLIF):
         if "cuba_lif" not in get_registry().neurons:
             raise NIRError(f"{where}: needs a current-based LIF neuron, and no 'cuba_lif' is registered here")
-        reset = as_array(node.v_reset if node.v_reset is not None else 0.0)
-        if not np.allclose(as_array(node.v_leak), reset):
+        reset = as_array(node.v_reset if node.v_reset is not None else 0.0, "v_reset", where)
+        if not np.allclose(as_array(node.v_leak, "v_leak", where), reset):
             raise NIRError(f"{where}: v_leak differs from v_reset; softspike's cuba_lif leaks to its reset")
-        r.gain(as_array(node.r) * as_array(node.w_in), "r·w_in", where)
+        r.gain(as_array(node.r, "r", where) * as_array(node.w_in, "w_in", where), "r·w_in", where)
         neuron = {"type": "cuba_lif", "tau_mem": r.tau(node.tau_mem, "tau_mem", where),
                   "tau_syn": r.tau(node.tau_syn, "tau_syn", where)}
         r.neuron(neuron, node.v_threshold, node.v_reset, where, node.metadata)
@@ -322,32 +349,30 @@ def _read_node(r: _Reader, name: str, node: Any) -> None:
                        "Linear, Conv2d, AvgPool2d, SumPool2d, Flatten, Scale, IF, LIF, CubaLIF, Threshold)")
 
 
-def _metadata(graph: Any) -> tuple[dict[str, Any], float | None]:
-    meta = getattr(graph, "metadata", None) or {}
-    dt = meta.get(META_DT) if isinstance(meta, dict) else None
-    return json_meta(meta, META_SPEC), (float(dt) if dt is not None else None)
-
-
 def import_nir(source: Any, *, dt: float | None = None, T: int | None = None, name: str | None = None,
-               input_shape: Sequence[int] | None = None) -> Imported:
+               input_shape: Sequence[int] | None = None, allow_short_tau: bool = False) -> Imported:
     """A NIR graph (a nir.NIRGraph or a .nir path) as a softspike spec and built network.
 
     One time step lasts `dt` seconds (default: the dt a softspike export stored, else 1 ms), so a
     LIF with tau = 20 ms becomes τ = 20 steps at dt = 1 ms. `T`, the name, the encoder and the
     readout come from a softspike export's metadata where present; otherwise T defaults to 8, the
-    encoder to "constant" (the input at every step) and the readout to the firing rate."""
+    encoder to "constant" (the input at every step) and the readout to the firing rate.
+
+    A time constant shorter than one step is refused unless `allow_short_tau` (it most often means
+    a wrong dt); one of dt/2 or less, where Euler steps diverge, always."""
     nir = nir_module()
 
     label = str(source) if isinstance(source, (str, Path)) else "<NIR graph>"
     graph = read_nir(source) if isinstance(source, (str, Path)) else source
     if not isinstance(graph, nir.NIRGraph):
         raise NIRError(f"{label}: expected a NIR graph, got {type(graph).__name__}")
-    stored, stored_dt = _metadata(graph)
-    dt = check_dt(dt if dt is not None else stored_dt if stored_dt is not None else DEFAULT_DT)
-    chain = _chain(graph)
-    shape_in = _input_shape(chain[0][1], input_shape or stored.get("input_shape"))
-    reader = _Reader(shape_in, dt)
     try:
+        meta = read_metadata(getattr(graph, "metadata", None))
+        stored = meta.softspike_spec or StoredSpec()
+        dt = check_dt(dt if dt is not None else meta.softspike_dt if meta.softspike_dt is not None else DEFAULT_DT)
+        chain = _chain(graph)
+        shape_in = _input_shape(chain[0][1], input_shape or stored.input_shape)
+        reader = _Reader(shape_in, dt, allow_short_tau)
         for node_name, node in chain[1:-1]:
             if isinstance(node, nir.NIRGraph):
                 raise NIRError(f"node {node_name!r} is a nested graph; softspike imports flat graphs")
@@ -358,15 +383,15 @@ def import_nir(source: Any, *, dt: float | None = None, T: int | None = None, na
         reader.layers[index]["bias"] = w.bias is not None
     default_name = Path(label).stem if label != "<NIR graph>" else "nir_import"
     spec = {
-        "name": name or stored.get("name") or default_name,
+        "name": name or stored.name or default_name,
         "input_shape": shape_in,
-        "T": int(T or stored.get("T") or DEFAULT_T),
-        "encoder": stored.get("encoder") or {"type": "constant"},
+        "T": T or stored.T or DEFAULT_T,
+        "encoder": stored.encoder or {"type": "constant"},
         "layers": reader.layers,
-        "readout": stored.get("readout") or {"type": "rate", "scale": 1.0},
+        "readout": stored.readout or {"type": "rate", "scale": 1.0},
     }
-    if "description" in stored:
-        spec["description"] = stored["description"]
+    if stored.description is not None:
+        spec["description"] = stored.description
     checked = check_spec(spec, f"{label} (imported)")
     net = build(checked)
     modules = dict(net.layer_paths)

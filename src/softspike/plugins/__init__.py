@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from softspike.core.hookspecs import hookimpl
 from softspike.core.registry import Registrar
-from softspike.plugins import encoders, neurons, surrogates
+from softspike.plugins import backends, encoders, neurons, surrogates
 
 
 @hookimpl
@@ -28,6 +28,9 @@ def softspike_register(registry: Registrar) -> None:
     registry.encoders.add("latency", encoders.LatencyEncoder)
     registry.encoders.add("delta", encoders.DeltaEncoder)
     registry.encoders.add("frames", encoders.FramesEncoder)
+
+    for backend in backends.builtin_backends():
+        registry.backends.add(backend)
 
     # Imported here, at registration: models imports core's kernels, which must not wait on plugins.
     from softspike.models.layers import BUILTIN_LAYERS

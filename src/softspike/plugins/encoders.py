@@ -10,7 +10,7 @@ from pydantic import Field
 from torch import Tensor
 
 from softspike.core.encoder import Encoder, check_intensity, check_steps
-from softspike.core.params import Params, validate_params
+from softspike.core.params import FLOAT32_TINY, Params, validate_params
 
 
 class PoissonParams(Params):
@@ -82,8 +82,9 @@ class LatencyEncoder(Encoder):
 
 
 class DeltaParams(Params):
-    threshold: float = Field(0.1, gt=0)
-    """A spike marks a change larger than this since the last spike-free reference (> 0)."""
+    threshold: float = Field(0.1, ge=FLOAT32_TINY)
+    """A spike marks a change larger than this since the last spike-free reference (at least 1.2e-38,
+    float32's smallest normal number: a smaller one rounds to 0, and any change at all would fire)."""
     off_spikes: bool = False
     """Also fire on decreases (|change| > threshold) instead of increases only."""
 

@@ -15,7 +15,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from softspike.core.dynamics import Adaptation, Dynamics, LinearCharge, State
-from softspike.core.params import Params, validate_params
+from softspike.core.params import MIN_TAU, Params, validate_params
 from softspike.core.params import Params as ParamsBase
 
 
@@ -54,8 +54,10 @@ class IF(_Configured):
 
 
 class LIFParams(Params):
-    tau: float = Field(100.0, gt=0)
-    """Membrane time constant τ in time steps (> 0); τ = 1 forgets V every step."""
+    tau: float = Field(100.0, ge=MIN_TAU)
+    """Membrane time constant τ in time steps (>= 0.5); τ = 1 forgets V every step, τ in [0.5, 1)
+    overshoots V_rest (V alternates in sign), and below 0.5, |1 - 1/τ| > 1: each step amplifies V,
+    which runs to inf under a soft reset, and gradients become NaN."""
 
 
 class LIF(_Configured):
@@ -117,8 +119,9 @@ class ParametricLIF(_Configured):
 
 
 class ALIFParams(Params):
-    tau: float = Field(100.0, gt=0)
-    """Membrane time constant τ in time steps (> 0)."""
+    tau: float = Field(100.0, ge=MIN_TAU)
+    """Membrane time constant τ in time steps (>= 0.5: below it, |1 - 1/τ| > 1,
+    each step amplifies V, which runs to inf under a soft reset, and gradients become NaN)."""
     tau_adapt: float = Field(200.0, gt=0)
     """Time constant of the threshold adaptation (> 0)."""
     beta: float = Field(0.1, ge=0)
@@ -158,10 +161,12 @@ class ALIF(_Configured):
 
 
 class CubaLIFParams(Params):
-    tau_mem: float = Field(10.0, gt=0)
-    """Membrane time constant τ_mem in time steps (> 0)."""
-    tau_syn: float = Field(5.0, gt=0)
-    """Synaptic-current time constant τ_syn in time steps (> 0)."""
+    tau_mem: float = Field(10.0, ge=MIN_TAU)
+    """Membrane time constant τ_mem in time steps (>= 0.5: below it, |1 - 1/τ| > 1,
+    each step amplifies V, which runs to inf under a soft reset, and gradients become NaN)."""
+    tau_syn: float = Field(5.0, ge=MIN_TAU)
+    """Synaptic-current time constant τ_syn in time steps (>= 0.5: below it, |1 - 1/τ_syn| > 1 and
+    the current i grows every step without bound)."""
 
 
 class CubaLIF(_Configured):

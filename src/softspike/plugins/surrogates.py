@@ -9,13 +9,16 @@ import torch
 from pydantic import Field, create_model
 from torch import Tensor
 
-from softspike.core.params import Params, validate_params
+from softspike.core.params import FLOAT32_TINY, Params, validate_params
 from softspike.core.surrogate import GateKernel, Surrogate
 
 
 def _alpha_params(gate: str, default: float, doc: str) -> type[Params]:
     """A params model with one sharpness parameter alpha > 0."""
-    return create_model(f"{gate}Params", __base__=Params, alpha=(float, Field(default, gt=0, description=doc)))
+    doc += (" At least 1.2e-38 (float32's smallest normal number): a smaller α rounds to 0 in float32 and the "
+            "gate gives no gradient.")
+    return create_model(f"{gate}Params", __base__=Params,
+                        alpha=(float, Field(default, ge=FLOAT32_TINY, description=doc)))
 
 
 class _AlphaGate(Surrogate):
@@ -115,10 +118,12 @@ class Erf(_AlphaGate):
 
 
 class TriangleParams(Params):
-    alpha: float = Field(1.0, gt=0)
-    """Peak of σ' at x = 0 (> 0)."""
-    width: float = Field(1.0, gt=0)
-    """Half-width w of the triangle's support (> 0); with α·w = 1, σ rises from 0 to 1."""
+    alpha: float = Field(1.0, ge=FLOAT32_TINY)
+    """Peak of σ' at x = 0 (at least 1.2e-38, float32's smallest normal number: a smaller α rounds to 0
+    and the gate gives no gradient)."""
+    width: float = Field(1.0, ge=FLOAT32_TINY)
+    """Half-width w of the triangle's support; with α·w = 1, σ rises from 0 to 1. At least 1.2e-38
+    (float32's smallest normal number): a smaller w rounds to 0 and σ'(0) = α·(1 - 0/0) is NaN."""
 
 
 class Triangle(Surrogate):

@@ -14,7 +14,8 @@ from typing import Any
 from torch import Tensor
 
 from softspike.core.dynamics import Dynamics
-from softspike.core.neuron import Neuron, ResetGrad, fire_reset, resting, step_parts
+from softspike.core.neuron import Neuron
+from softspike.core.step import ResetGrad, fire_reset, resting, step_parts
 from softspike.core.surrogate import Surrogate
 from softspike.plugins.neurons import IF, LIF, ParametricLIF
 from softspike.softbp import soft_pulse_function

@@ -69,19 +69,46 @@ def atomic_write(path: Path, write: Any) -> None:
         _atomic_write(path, write)
 
 
+#: Never write through a link planted in a run directory (SQLite and git open their files the same way).
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def _create_new(tmp: Path) -> int:
+    """Create `tmp` as a new file (O_EXCL: a file, link or pipe already there is never opened)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW | getattr(os, "O_BINARY", 0)
+    try:
+        return os.open(tmp, flags, 0o666)
+    except FileExistsError:  # left by a dead writer whose pid this process reuses, or planted
+        os.unlink(tmp)  # removes a link itself, never its target
+        return os.open(tmp, flags, 0o666)
+
+
+def _os_error(err: BaseException) -> OSError | None:
+    """The OSError behind `err`: torch's writer turns a failed `write` (a full disk) into a RuntimeError."""
+    seen: BaseException | None = err
+    while isinstance(seen, RuntimeError):
+        seen = seen.__cause__ or seen.__context__
+    return seen if isinstance(seen, OSError) else None
+
+
 def _atomic_write(path: Path, write: Any) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    fd = _create_new(tmp)
     try:
-        with tmp.open("wb") as f:
+        with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
+        os.replace(tmp, path)  # the rename replaces a link at `path`, it never writes through one
+    except BaseException as err:
+        with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        found = _os_error(err)
+        if found is not None and found.errno is not None and found.filename is None:  # a full disk: name the file
+            raise OSError(found.errno, found.strerror, str(path)) from err
+        raise
     _fsync_dir(path.parent)
 
 
@@ -130,11 +157,36 @@ LOG_SCHEMA: dict[str, type | tuple[type, ...]] = {
 }
 
 
+def tensor_values_problem(name: str, value: torch.Tensor) -> str | None:
+    """Why a stored tensor's values are unusable (complex, or holding NaN or inf), or None.
+
+    A NaN weight never lets a neuron reach its threshold (NaN >= V_th is false): the network is
+    silent and every sample gets class 0, so such a checkpoint is refused rather than used."""
+    if value.is_complex():
+        return (f"{name}: complex values ({value.dtype}); a network's weights are real (loading would drop the "
+                "imaginary part)")
+    if value.is_floating_point() and value.numel():
+        bad = int((~torch.isfinite(value)).sum())
+        if bad:
+            return (f"{name}: {bad:,} of {value.numel():,} values are NaN or infinite (a run that diverged, or a "
+                    "damaged file): use an earlier checkpoint or train again")
+    return None
+
+
+def _optimizer_tensors(state: Any) -> list[tuple[str, torch.Tensor]]:
+    inner = state.get("state") if isinstance(state, dict) else None
+    if not isinstance(inner, dict):
+        return []  # a malformed optimizer state is reported when it is restored
+    return [(f"optimizer.state.{k}.{n}", v) for k, entry in inner.items() if isinstance(entry, dict)
+            for n, v in entry.items() if isinstance(v, torch.Tensor)]
+
+
 def validate_checkpoint(state: dict[str, Any], path: Path, resume: bool = False) -> dict[str, Any]:
     """Check a loaded checkpoint's structure before anything uses it; CheckpointError names each problem.
 
-    Types only, here: the spec is checked by the spec language and the weights' names and shapes
-    against the built network (`load_weights`), where the expected values are known."""
+    Types and values here: every weight (and, to resume, every optimizer moment) must be real and
+    finite. The spec is checked by the spec language and the weights' names and shapes against the
+    built network (`load_weights`), where the expected values are known."""
     problems = []
     for key in SCHEMA if resume else INFERENCE_KEYS:
         kind, what = SCHEMA[key]
@@ -153,6 +205,11 @@ def validate_checkpoint(state: dict[str, Any], path: Path, resume: bool = False)
         bad = [str(k) for k, v in state["model"].items() if not (isinstance(k, str) and isinstance(v, torch.Tensor))]
         if bad:
             problems.append(f"model: entries {', '.join(bad[:3])} are not named tensors")
+        tensors = [(f"model: {k}", v) for k, v in state["model"].items() if isinstance(v, torch.Tensor)]
+        if resume:
+            tensors += _optimizer_tensors(state.get("optimizer"))
+        values = [line for name, v in tensors if (line := tensor_values_problem(name, v)) is not None]
+        problems += values[:6] + ([f"... and {len(values) - 6} more"] if len(values) > 6 else [])
     if resume and isinstance(state.get("log"), dict):
         for key, types in LOG_SCHEMA.items():
             if not isinstance(state["log"].get(key), types) or isinstance(state["log"].get(key), bool):

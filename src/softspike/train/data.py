@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from softspike.core.errors import SoftspikeError
 from softspike.core.extras import require
+from softspike.train.npz import DatasetError, read_npz
 from softspike.train.safe_pickle import load_data_pickle
 
 NAMES = ("mnist", "mnist_mini", "fashion_mnist", "cifar10", "npz:PATH", "tonic:NAME")
@@ -25,10 +25,6 @@ CIFAR_DIR = "cifar-10-batches-py"
 CIFAR_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
 CIFAR_TEST = "test_batch"
 FLOAT32_MAX = float(np.finfo(np.float32).max)
-
-
-class DatasetError(SoftspikeError):
-    """A dataset that is missing, unreadable, or does not fit the network."""
 
 
 @dataclass(frozen=True)
@@ -149,6 +145,8 @@ def _load_cifar10(root: Path, download: bool) -> Dataset:
     return Dataset("cifar10", train, ArraySplit(*_read_cifar_batch(folder / CIFAR_TEST)))
 
 
+#: The arrays of an `npz:PATH` dataset.
+NPZ_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
 #: Labels are class indices; anything this large is a corrupt file (and would wrap in int64).
 MAX_LABEL = 2**31 - 1
 
@@ -160,13 +158,6 @@ def _int64_labels(y: np.ndarray, where: str) -> np.ndarray:
         raise DatasetError(f"{where}: label {bad} is out of range: give integer class labels >= 0 "
                            f"(at most {MAX_LABEL})")
     return y.astype(np.int64)
-
-
-def _npz_array(arrays: Any, key: str, where: str) -> np.ndarray:
-    arr = arrays[key]
-    if arr.dtype == object:
-        raise DatasetError(f"{where}: {key} holds Python objects; save plain numeric arrays")
-    return np.asarray(arr)
 
 
 def check_sample_values(x: np.ndarray, where: str) -> None:
@@ -181,8 +172,8 @@ def check_sample_values(x: np.ndarray, where: str) -> None:
                                f"(max {FLOAT32_MAX:.3g}); scale the data")
 
 
-def _npz_split(arrays: Any, split: str, where: str) -> ArraySplit:
-    x, y = _npz_array(arrays, f"x_{split}", where), _npz_array(arrays, f"y_{split}", where)
+def _npz_split(arrays: dict[str, np.ndarray], split: str, where: str) -> ArraySplit:
+    x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
     if x.ndim not in (2, 3, 4, 5):
         raise DatasetError(
             f"{where}: x_{split} has shape {list(x.shape)}; expected images [N, H, W] or [N, C, H, W] "
@@ -202,21 +193,20 @@ def _npz_split(arrays: Any, split: str, where: str) -> ArraySplit:
     return ArraySplit(xt, torch.from_numpy(labels))
 
 
-def _load_npz(path: Path) -> Dataset:
+def _load_npz(path: Path, max_memory: int | None = None) -> Dataset:
     where = f"npz:{path}"
     if not path.is_file():
         raise DatasetError(f"{where}: no such file; save your arrays with numpy.savez(PATH, x_train=..., y_train=..., "
                            "x_test=..., y_test=...)")
-    try:
-        with np.load(path, allow_pickle=False) as arrays:
-            missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in arrays.files]
-            if missing:
-                raise DatasetError(f"{where}: missing arrays {', '.join(missing)} (found: {', '.join(arrays.files)})")
-            train, test = _npz_split(arrays, "train", where), _npz_split(arrays, "test", where)
-    except DatasetError:
-        raise
-    except Exception as err:
-        raise DatasetError(f"{where}: not a readable .npz file ({type(err).__name__}: {err})") from None
+
+    def choose(names: list[str]) -> list[str]:
+        missing = [k for k in NPZ_ARRAYS if k not in names]
+        if missing:
+            raise DatasetError(f"{where}: missing arrays {', '.join(missing)} (found: {', '.join(names)})")
+        return list(NPZ_ARRAYS)
+
+    arrays = read_npz(path, where, choose, max_memory)
+    train, test = _npz_split(arrays, "train", where), _npz_split(arrays, "test", where)
     if train.x.shape[1:] != test.x.shape[1:]:
         raise DatasetError(f"{where}: x_train samples are {list(train.x.shape[1:])} but x_test samples are "
                            f"{list(test.x.shape[1:])}")
@@ -232,18 +222,22 @@ def _load_mnist_mini() -> Dataset:
     return Dataset("mnist_mini", split["train"], split["test"])
 
 
-def load_dataset(name: str, root: str | Path = "data", download: bool = False, T: int | None = None) -> Dataset:
+def load_dataset(name: str, root: str | Path = "data", download: bool = False, T: int | None = None,
+                 max_memory: int | None = None) -> Dataset:
     """Load `mnist`, `fashion_mnist`, `cifar10` (from `root`), `mnist_mini` (embedded), `npz:PATH`
-    or `tonic:NAME` (event-camera and audio spike data through tonic, framed into T steps, cached in `root`)."""
+    or `tonic:NAME` (event-camera and audio spike data through tonic, framed into T steps, cached in `root`).
+
+    An `.npz` (a user's, or tonic's frame cache) whose arrays would take more than `max_memory` bytes
+    (default: the machine's memory) is refused before it is decompressed."""
     root = Path(root)
     if name.startswith("tonic:"):
         from softspike.train.tonic_data import load_tonic  # imports this module
 
-        return load_tonic(name, root, download, T)
+        return load_tonic(name, root, download, T, max_memory)
     if name == "mnist_mini":
         return _load_mnist_mini()
     if name.startswith("npz:"):
-        return _load_npz(Path(name[4:]))
+        return _load_npz(Path(name[4:]), max_memory)
     if name in ("mnist", "fashion_mnist"):
         return _load_mnist_like(name, root, download)
     if name == "cifar10":

@@ -14,7 +14,10 @@ weights. So:
   (silent) or r = 1 (every neuron spiking at every step: saturated) is warned about once per run.
 
 Diagnosis runs only on the failure path: it names the first layer, in spec order, whose parameters
-or (re-running the batch) whose output is non-finite.
+or (re-running the batch) whose output is non-finite. Then it runs the last batch through a freshly
+built network (finite weights from the spec's own initialisation): if a layer's output is non-finite
+there too, the spec (or the data), not the learning rate, is the cause, and the message names that
+layer by its spec path instead of advising a lower learning rate.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from __future__ import annotations
 import math
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
@@ -94,7 +97,7 @@ class TrainingHealth:
     """The checks above for one run of `fit` (see the module docstring)."""
 
     def __init__(self, net: SpikingNetwork, steps_per_epoch: int, checkpoint: Path | None = None,
-                 every: int = CHECK_EVERY) -> None:
+                 every: int = CHECK_EVERY, fresh: Callable[[], SpikingNetwork] | None = None) -> None:
         self.net = net
         self.steps_per_epoch = steps_per_epoch
         self.checkpoint = checkpoint
@@ -102,6 +105,8 @@ class TrainingHealth:
         self.params = list(net.parameters())
         self.warned: set[str] = set()
         self.finite_at = 0  # the global step after which the parameters were last found finite
+        self.fresh = fresh  # builds the same network anew (finite initial weights), for the diagnosis
+        self.last_x: Tensor | None = None
 
     def _where(self, epoch: int, step: int) -> str:
         return (f"epoch {epoch + 1}, step {step + 1} of {self.steps_per_epoch} "
@@ -112,10 +117,35 @@ class TrainingHealth:
             kept = f"The last good checkpoint, {self.checkpoint}, is intact (checked before saving)"
         else:
             kept = "No checkpoint holds the bad values"
+        head = f"training stopped at {self._where(epoch, step)}: {what}; {culprit}. {kept}."
+        layer = self._spec_cause()
+        if layer is not None:
+            path, kind = layer
+            return TrainingDiverged(
+                f"{head} The spec is the cause, not the learning rate: a freshly built network, with finite "
+                f"initial weights, already gives non-finite output at {path} ({kind}) on this batch. Check that "
+                "layer's settings in the spec (and a custom plugin's arithmetic there), and that the input is in "
+                "the range the network expects."
+            )
         return TrainingDiverged(
-            f"training stopped at {self._where(epoch, step)}: {what}; {culprit}. {kept}. To go on: lower the "
-            "learning rate (--lr), keep the input in a finite range, or check a custom neuron's dynamics for overflow."
+            f"{head} To go on: lower the learning rate (--lr), keep the input in a finite range, or check a custom "
+            "neuron's dynamics for overflow."
         )
+
+    def _spec_cause(self) -> tuple[str, str] | None:
+        """(spec path, module type) of the first layer a fresh network's output is non-finite at, on
+        the last batch; None if there is none (or no way to build one)."""
+        if self.fresh is None or self.last_x is None:
+            return None
+        net = self.fresh()
+        net.train(self.net.training)
+        if _nonfinite_params(net):
+            return None
+        path = _nonfinite_output(net, self.last_x)
+        if path is None:
+            return None
+        module = dict(net.layer_paths)[path]
+        return path, type(getattr(module, "module", module)).__name__
 
     def _went_bad(self) -> str:
         since = f"after global step {self.finite_at}" if self.finite_at else "since the start"
@@ -123,6 +153,7 @@ class TrainingHealth:
 
     def step(self, loss: Tensor, epoch: int, step: int, x: Tensor) -> None:
         """Before `backward`: raise TrainingDiverged if the loss or (every `every` steps) a parameter is bad."""
+        self.last_x = x
         if not bool(torch.isfinite(loss.detach())):
             self.check_parameters(epoch, step)  # bad weights are the likelier cause: name them first
             layer = _nonfinite_output(self.net, x)

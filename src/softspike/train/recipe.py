@@ -89,8 +89,8 @@ def evaluation_chunks(n: int, batch_size: int) -> list[tuple[int, int]]:
     return [(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
 
 
-def prepare_data(cfg: TrainConfig, checked: CheckedSpec) -> Dataset:
-    data = load_dataset(cfg.dataset, cfg.data_root, cfg.download, checked.spec.T)
+def prepare_data(cfg: TrainConfig, checked: CheckedSpec, max_memory: int | None = None) -> Dataset:
+    data = load_dataset(cfg.dataset, cfg.data_root, cfg.download, checked.spec.T, max_memory)
     if cfg.train_subset:
         keep = slice(0, cfg.train_subset)
         data = Dataset(data.name, ArraySplit(data.train.x[keep], data.train.y[keep]), data.test)

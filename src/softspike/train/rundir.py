@@ -7,21 +7,26 @@ else's work or fail late:
 - it is locked (`fcntl.flock` on DIR/.lock, which the kernel drops when the holder dies, so a
   killed run never leaves a stale lock): a second run into it is refused with the holder's pid;
 - temporary files of writers that died mid-write (`.last.pt.tmp-PID` with PID gone) are removed;
+- the lock and the checkpoint are never symbolic or hard links (a link planted there would make the
+  run write into whatever file it names); new files are written to a fresh temporary file
+  (O_EXCL|O_NOFOLLOW) and renamed into place, as SQLite and git do;
 - a checkpoint of another spec already there is refused unless `overwrite` (a new run of the
   same spec may start over it, as `--resume` is how one continues it).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import stat
 import tempfile
 import weakref
 from pathlib import Path
 from typing import Any
 
-from softspike.train.checkpoint import CheckpointError, load_checkpoint
+from softspike.train.checkpoint import NOFOLLOW, CheckpointError, load_checkpoint
 
 LOCK_FILE = ".lock"
 _TMP_RE = re.compile(r"^\..+\.tmp-(\d+)$")
@@ -56,14 +61,35 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
     return removed
 
 
+def _refuse(path: Path, what: str) -> CheckpointError:
+    return CheckpointError(f"{path} is {what}; softspike never writes through one (it could lead to any file): "
+                           "remove it, or give another --checkpoint directory")
+
+
+def open_plain_file(path: Path, flags: int) -> int:
+    """`os.open` that refuses a symbolic link (O_NOFOLLOW, no race), a hard link to another file or
+    anything not a regular file: a link planted in a run directory must not make a run write elsewhere."""
+    try:
+        fd = os.open(path, flags | NOFOLLOW, 0o644)
+    except OSError as err:
+        if err.errno == errno.ELOOP or path.is_symlink():
+            raise _refuse(path, "a symbolic link") from None
+        raise
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+        os.close(fd)
+        raise _refuse(path, "not a regular file" if not stat.S_ISREG(info.st_mode) else
+                      f"a hard link ({info.st_nlink} names for one file)")
+    return fd
+
+
 class CheckpointDirLock:
     """An exclusive lock on a checkpoint directory for as long as this object lives (or until `release`)."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self._fd: int | None = None
-        path = folder / LOCK_FILE
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = open_plain_file(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT)
         if fcntl is not None:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -102,6 +128,9 @@ def claim_checkpoint_dir(folder: Path, checkpoint: str, spec_text: str, resume: 
         raise CheckpointError(f"checkpoint directory {folder} is not writable: {err.strerror or err}") from None
     remove_stale_temporaries(folder)
     existing = folder / checkpoint
+    if existing.is_symlink():  # resuming would read its target, the next save replace the link
+        lock.release()
+        raise _refuse(existing, "a symbolic link")
     if not resume and not overwrite and existing.exists():
         try:
             stored = json.loads(load_checkpoint(existing).get("spec") or "{}")

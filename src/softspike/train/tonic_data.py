@@ -28,6 +28,7 @@ import torch
 from softspike.core.extras import require
 from softspike.train.checkpoint import atomic_write
 from softspike.train.data import ArraySplit, Dataset, DatasetError
+from softspike.train.npz import read_npz
 
 #: tonic's dataset classes that softspike frames (each has a train and a test split).
 SUPPORTED = ("NMNIST", "DVSGesture", "SHD")
@@ -131,7 +132,8 @@ def _frame_split(ds: Any, transform: Any, shape: tuple[int, ...], label: str) ->
     return x, y
 
 
-def _split(framing: Framing, root: Path, download: bool, T: int, train: bool) -> ArraySplit:
+def _split(framing: Framing, root: Path, download: bool, T: int, train: bool,
+           max_memory: int | None) -> ArraySplit:
     split = "train" if train else "test"
     cache = root / framing.name / CACHE_DIR / f"{split}-{framing.key(T)}.npz"
     if not cache.is_file():
@@ -148,14 +150,15 @@ def _split(framing: Framing, root: Path, download: bool, T: int, train: bool) ->
                                f"({type(err).__name__}: {err})") from None
         atomic_write(cache, lambda f: np.savez(f, x=x, y=y))
     try:
-        with np.load(cache, allow_pickle=False) as arrays:
-            return ArraySplit(torch.from_numpy(arrays["x"]), torch.from_numpy(arrays["y"]))
-    except Exception as err:  # a damaged or foreign cache file; pickled (object) arrays are refused
-        raise DatasetError(f"tonic:{framing.name}: the frame cache {cache} is not readable "
-                           f"({type(err).__name__}: {err}); delete it to frame the data again") from None
+        arrays = read_npz(cache, cache.name, lambda names: ("x", "y"), max_memory)
+    except DatasetError as err:  # a damaged or foreign cache file; pickled (object) arrays are refused
+        raise DatasetError(f"tonic:{framing.name}: the frame cache {cache} is not readable ({err}); delete it to "
+                           "frame the data again") from None
+    return ArraySplit(torch.from_numpy(arrays["x"]), torch.from_numpy(arrays["y"]))
 
 
-def load_tonic(dataset: str, root: str | Path, download: bool, T: int | None) -> Dataset:
+def load_tonic(dataset: str, root: str | Path, download: bool, T: int | None,
+               max_memory: int | None = None) -> Dataset:
     """`tonic:NAME[,options]` as frames [N, T, ...] (int16 event counts) for a spec with T steps."""
     framing = parse_name(dataset)
     if T is None:
@@ -166,7 +169,8 @@ def load_tonic(dataset: str, root: str | Path, download: bool, T: int | None) ->
     if framing.slicing in BINS:
         framing = Framing(framing.name, framing.slicing, None, framing.downsample)
     root = Path(root)
-    return Dataset(dataset, _split(framing, root, download, T, True), _split(framing, root, download, T, False))
+    return Dataset(dataset, _split(framing, root, download, T, True, max_memory),
+                   _split(framing, root, download, T, False, max_memory))
 
 
 __all__ = ["SUPPORTED", "Framing", "load_tonic", "parse_name"]

@@ -34,8 +34,8 @@ import logging
 import os
 import shutil
 import threading
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import torch
@@ -43,7 +43,7 @@ from torch import Tensor
 
 from softspike.core.dynamics import Dynamics, State
 from softspike.core.fused.pool import POOL
-from softspike.core.neuron import FireConfig, neuron_step, resting
+from softspike.core.step import FireConfig, neuron_step, resting
 from softspike.core.surrogate import Surrogate
 
 log = logging.getLogger("softspike.fused")
@@ -58,6 +58,8 @@ _step: Callable[..., tuple[Tensor, State]] | None = None
 _scan_steps: tuple[Callable[..., None], Callable[..., None]] | None = None
 _status = "not tried yet"
 _failed = False
+_no_compiler: str | None = None  # why not, found once (a file-system probe never runs in traced code)
+_compiler_probed = False
 
 
 def traceable_spike(z: Tensor, gate: Surrogate) -> Tensor:
@@ -98,11 +100,51 @@ def _backward_step(dynamics: Dynamics, cfg: FireConfig, x: Tensor, state: State,
 
 def status() -> tuple[bool, str]:
     """(usable, why): whether the compiled step can run here."""
+    global _no_compiler, _compiler_probed
     if os.environ.get(DISABLE_ENV, "").strip().lower() in ("1", "true", "yes"):
         return False, f"disabled by {DISABLE_ENV}=1"
-    if not _failed and not any(shutil.which(c) for c in (os.environ.get("CXX") or "c++", "g++", "clang++")):
-        return False, "unavailable: no C++ compiler for torch.compile's CPU code (set CXX, or install g++)"
+    if not _compiler_probed:
+        if not any(shutil.which(c) for c in (os.environ.get("CXX") or "c++", "g++", "clang++")):
+            _no_compiler = "unavailable: no C++ compiler for torch.compile's CPU code (set CXX, or install g++)"
+        _compiler_probed = True
+    if _no_compiler is not None and not _failed:
+        return False, _no_compiler
     return not _failed, _status
+
+
+def traced_reason() -> str | None:
+    """Why the compiled step must not run now: inside a graph torch.compile or export is tracing, the
+    surrounding compile fuses the reference loop's steps itself (and the probes above cannot be traced)."""
+    if torch.compiler.is_compiling():
+        return "inside torch.compile/export: the surrounding graph fuses the reference loop"
+    return None
+
+
+@contextmanager
+def _outside_saved_tensor_hooks() -> Iterator[None]:
+    """Run the compiled step's `torch.func.vjp` as if no saved-tensor hooks were set.
+
+    torch.func refuses to run under `saved_tensors_hooks` (the training loop's `compact_saved_spikes`,
+    activation offloading, checkpointing); the vjp here saves nothing that outlives the call, so the
+    hooks have nothing to do with it. They are taken off the (thread-local) stack and put back in
+    order afterwards, and the disabled-hooks state torch.func sets is restored even when the call fails
+    (a failed dynamo trace otherwise leaves it set, and every later `saved_tensors_hooks` raises).
+    """
+    autograd = torch._C._autograd
+    disabled = autograd._saved_tensors_hooks_get_disabled_error_message()
+    hooks = []
+    while (top := autograd._top_saved_tensors_default_hooks(True)) is not None:
+        hooks.append(top)
+        autograd._pop_saved_tensors_default_hooks()
+    try:
+        yield
+    finally:
+        if disabled is None:
+            autograd._saved_tensors_hooks_enable()
+        else:
+            autograd._saved_tensors_hooks_disable(disabled)
+        for pack, unpack in reversed(hooks):
+            autograd._push_saved_tensors_default_hooks(pack, unpack)
 
 
 def _compiled() -> Callable[..., tuple[Tensor, State]]:
@@ -212,7 +254,7 @@ class Scan(torch.autograd.Function):
         grads_out = [list(views) for views in grads]
         steps = x_seq.shape[0]
         backwards = zip(x_seq.detach().unbind(0)[::-1], grad_s.unbind(0)[::-1], grad_x.unbind(0)[::-1])
-        with _static_shapes():
+        with _static_shapes(), _outside_saved_tensor_hooks():
             for k, (x, gs, gx) in enumerate(backwards):
                 bwd(ctx.dynamics, ctx.cfg, x, states[steps - 1 - k], gs, grads_in[k % 2], gx, grads_out[(k + 1) % 2])
         return grad_x, None, None, None
@@ -279,7 +321,7 @@ def _probe_backward(dynamics: Dynamics, cfg: FireConfig, x: Tensor, learnable: b
         zeros = {k: torch.zeros_like(v) for k, v in state.items()}
         # Under no_grad, as autograd runs Scan.backward: the compiled step is guarded on grad mode,
         # and the probe would otherwise compile a version backward never uses.
-        with _static_shapes(), torch.no_grad():
+        with _static_shapes(), torch.no_grad(), _outside_saved_tensor_hooks():
             _compiled_scan()[1](dynamics, cfg, x.detach(), state, torch.zeros_like(x), zeros, torch.empty_like(x),
                                 [torch.empty_like(x) for _ in state])
         return

@@ -31,6 +31,7 @@ import torch
 log = logging.getLogger("softspike.fused")
 
 SOURCE = Path(__file__).resolve().parent.parent / "csrc" / "fused_cpu.cpp"
+SOURCES = (SOURCE, SOURCE.parent / "spike_conv.cpp")  # one library built from these files
 # -ffp-contract=off: no fused multiply-add, so forward rounds exactly as PyTorch's separate ops;
 # -fno-trapping-math lets the exp and the selects vectorize (results are unchanged); -fopenmp binds
 # to the libgomp torch has loaded (same soname), so the kernels use torch's thread pool.
@@ -76,7 +77,7 @@ def _build(flags: list[str] = FLAGS) -> tuple[ctypes.CDLL, str]:
     cxx = _compiler()
     if cxx is None:
         raise RuntimeError("no C++ compiler found (set CXX, or install g++)")
-    src = SOURCE.read_bytes()
+    src = b"".join(f.read_bytes() for f in SOURCES)
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=False).stdout
     key = hashlib.sha256(src + repr((flags, version, _cpu_tag())).encode()).hexdigest()[:16]
     out = _cache_dir() / f"fused_cpu_{key}.so"
@@ -89,7 +90,7 @@ def _build(flags: list[str] = FLAGS) -> tuple[ctypes.CDLL, str]:
             # Without OpenMP the kernels still build, single-threaded.
             for tried in (flags, [f for f in flags if f != "-fopenmp"]):
                 proc = subprocess.run(
-                    [cxx, *tried, "-o", str(tmp_out), str(SOURCE)], capture_output=True, text=True, check=False
+                    [cxx, *tried, "-o", str(tmp_out), *map(str, SOURCES)], capture_output=True, text=True, check=False
                 )
                 if proc.returncode == 0:
                     break
@@ -117,6 +118,12 @@ def _build(flags: list[str] = FLAGS) -> tuple[ctypes.CDLL, str]:
     lib.ss_spike_linear_forward.restype = i32
     lib.ss_spike_linear_wgrad.argtypes = [ptr, i64, i64, ptr, i64, ptr, i32]
     lib.ss_spike_linear_wgrad.restype = None
+    lib.ss_spike_conv_pack.argtypes = [ptr, ptr, ptr, i32]
+    lib.ss_spike_conv_pack.restype = i64
+    lib.ss_spike_conv_forward.argtypes = [ptr, ptr, ptr, ptr, ptr, i32]
+    lib.ss_spike_conv_forward.restype = None
+    lib.ss_spike_conv_wgrad.argtypes = [ptr, ptr, ptr, ptr, i32]
+    lib.ss_spike_conv_wgrad.restype = None
     return lib, str(out)
 
 

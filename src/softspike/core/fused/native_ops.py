@@ -13,7 +13,7 @@ from torch import Tensor
 
 from softspike.core.fused.ops import LifMultistep
 from softspike.core.fused.torch_ops import Plan
-from softspike.core.neuron import FireConfig
+from softspike.core.step import FireConfig
 
 #: The kernels' gate numbers, by the name a gate declares (`Surrogate.kernel()`).
 GATES: dict[str, int] = {

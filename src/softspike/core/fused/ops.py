@@ -47,16 +47,22 @@ def ptr(t: Tensor | None) -> ctypes.c_void_p:
     return ctypes.c_void_p(t.data_ptr() if t is not None else None)
 
 
+#: Devices other than the CPU whose kernels some package registered for these ops, with the float
+#: dtypes they take where the CPU kernels take float32 (softspike.kernels.triton adds "cuda").
+OTHER_DEVICES: dict[str, tuple[torch.dtype, ...]] = {}
+
+
 def check_tensor(op: str, name: str, t: Tensor, dtype: torch.dtype = torch.float32, min_dim: int = 0) -> None:
     """The checks every op makes on a tensor argument, with an error that names the op and the fix."""
     if not isinstance(t, Tensor):
         raise KernelInputError(f"softspike::{op}: {name} must be a tensor, got {type(t).__name__}")
-    if t.device.type != "cpu":
+    other = OTHER_DEVICES.get(t.device.type)
+    if t.device.type != "cpu" and other is None:
         raise KernelInputError(
             f"softspike::{op}: {name} is on {t.device}; the compiled kernels run on CPU "
             "(other devices take the tensor-op path: backend='torch')"
         )
-    if t.dtype != dtype:
+    if t.dtype != dtype and not (other and dtype == torch.float32 and t.dtype in other):
         raise KernelInputError(f"softspike::{op}: {name} has dtype {t.dtype}, expected {dtype}")
     if t.dim() < min_dim:
         raise KernelInputError(f"softspike::{op}: {name} needs at least {min_dim} dims, got shape {list(t.shape)}")
@@ -117,14 +123,15 @@ def _k(w: Tensor, dyn: int) -> float:
 @torch.library.custom_op("softspike::lif_multistep", mutates_args=(), device_types="cpu")
 def lif_multistep(
     x: Tensor, w: Tensor, dyn: int, tau: float, v_rest: float, v_threshold: float, v_reset: float, hard: bool,
-    detach: bool, gate: int, alpha: float, width: float,
+    detach: bool, gate: int, alpha: float, width: float, straight: bool = False,
 ) -> Tensor:
     """Spikes [T, ...] of IF / LIF / parametric LIF neurons for input x [T, ...], from rest.
 
         H(t) = V + X(t)  |  V + (X(t) - (V - V_rest)) / tau  |  V + (X(t) - (V - V_rest))·sigmoid(w)
         S(t) = Θ(H(t) - V_th);  V(t) = V_reset if S(t) (hard) else H(t) - V_th·S(t) (soft)
 
-    `detach`, `gate`, `alpha` and `width` choose the backward (see `lif_multistep_backward`).
+    `detach`, `gate`, `alpha`, `width` and `straight` (the 2020 straight-through reset gradient,
+    CUDA kernels only) choose the backward (see `lif_multistep_backward`).
     """
     _check_lif("lif_multistep", x, w, dyn, tau, {"v_rest": v_rest, "v_threshold": v_threshold, "v_reset": v_reset})
     perm = memory_order(x, lead=1)
@@ -142,7 +149,7 @@ def lif_multistep(
 
 @lif_multistep.register_fake
 def _(x: Tensor, w: Tensor, dyn: int, tau: float, v_rest: float, v_threshold: float, v_reset: float, hard: bool,
-      detach: bool, gate: int, alpha: float, width: float) -> Tensor:
+      detach: bool, gate: int, alpha: float, width: float, straight: bool = False) -> Tensor:
     _check_lif("lif_multistep", x, w, dyn, tau, {"v_rest": v_rest, "v_threshold": v_threshold, "v_reset": v_reset})
     return torch.empty_permuted(x.shape, memory_order(x, lead=1), dtype=x.dtype, device=x.device)
 
@@ -150,7 +157,7 @@ def _(x: Tensor, w: Tensor, dyn: int, tau: float, v_rest: float, v_threshold: fl
 @torch.library.custom_op("softspike::lif_multistep_backward", mutates_args=(), device_types="cpu")
 def lif_multistep_backward(
     grad: Tensor, x: Tensor, w: Tensor, dyn: int, tau: float, v_rest: float, v_threshold: float, v_reset: float,
-    hard: bool, detach: bool, gate: int, alpha: float, width: float,
+    hard: bool, detach: bool, gate: int, alpha: float, width: float, straight: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """(dL/dX [T, ...], dL/dk as a float64 scalar) of `lif_multistep` for dL/dS = grad.
 
@@ -164,6 +171,8 @@ def lif_multistep_backward(
         raise KernelInputError(f"softspike::{op}: grad has shape {list(grad.shape)}, x has {list(x.shape)}")
     if not 0 <= gate < N_GATES:
         raise KernelInputError(f"softspike::{op}: gate must be a compiled gate id in [0, {N_GATES}), got {gate}")
+    if straight and not detach:
+        raise KernelInputError(f"softspike::{op}: the CPU kernels have no straight-through reset gradient")
     perm = memory_order(x, lead=1)
     gx = pooled_like(x.shape, perm)
     gk = torch.zeros((), dtype=torch.float64)
@@ -183,13 +192,14 @@ def lif_multistep_backward(
 
 @lif_multistep_backward.register_fake
 def _(grad: Tensor, x: Tensor, w: Tensor, dyn: int, tau: float, v_rest: float, v_threshold: float, v_reset: float,
-      hard: bool, detach: bool, gate: int, alpha: float, width: float) -> tuple[Tensor, Tensor]:
+      hard: bool, detach: bool, gate: int, alpha: float, width: float, straight: bool = False
+      ) -> tuple[Tensor, Tensor]:
     perm = memory_order(x, lead=1)
     gx = torch.empty_permuted(x.shape, perm, dtype=x.dtype, device=x.device)
     return gx, x.new_empty((), dtype=torch.float64)
 
 
-_LIF_ARGS = ("dyn", "tau", "v_rest", "v_threshold", "v_reset", "hard", "detach", "gate", "alpha", "width")
+_LIF_ARGS = ("dyn", "tau", "v_rest", "v_threshold", "v_reset", "hard", "detach", "gate", "alpha", "width", "straight")
 
 
 def _lif_setup(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
@@ -206,7 +216,7 @@ def _lif_backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
     if ctx.args[0] == DYNAMICS["plif"] and ctx.needs_input_grad[1]:
         kt = torch.sigmoid(w.detach())
         grad_w = (gk.to(w.dtype) * kt * (1.0 - kt)).reshape(w.shape)
-    return (gx, grad_w) + (None,) * len(_LIF_ARGS)
+    return (gx, grad_w) + (None,) * len(ctx.args)
 
 
 lif_multistep.register_autograd(_lif_backward, setup_context=_lif_setup)

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from softspike.core.dynamics import Dynamics, LinearCharge, State
-from softspike.core.neuron import FireConfig, _reset, resting, step_parts
+from softspike.core.step import FireConfig, _reset, resting, step_parts
 from softspike.core.surrogate import Surrogate
 
 

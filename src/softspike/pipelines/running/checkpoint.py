@@ -29,6 +29,8 @@ def save_distributed(folder: Path, step_id: int, layout: Layout, mode: str, stag
                      state: dict[str, Any]) -> None:
     """Every process calls this at the same step (it holds a barrier)."""
     step_dir = folder / f"step-{step_id:08d}"
+    if step_dir.is_symlink():  # planted: the stage files would land in whatever folder it names
+        raise CheckpointError(f"{step_dir} is a symbolic link; softspike never writes through one: remove it")
     save_checkpoint(step_dir / stage_file(stage, replica), state)
     dist.barrier()
     if dist.get_rank() == 0:

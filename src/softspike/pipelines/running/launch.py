@@ -187,7 +187,10 @@ def _write_plan(checked: CheckedSpec, n: int, microbatches: int | None, options:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "plan.json"
     if not (args.resume and path.is_file()):
-        path.write_text(result.plan.to_json())
+        from softspike.train.checkpoint import atomic_write
+
+        text = result.plan.to_json().encode()
+        atomic_write(path, lambda f: f.write(text))  # a link planted at plan.json is replaced, not written through
     stages = ", ".join(f"[{s.start}, {s.stop})" for s in result.plan.stages)
     print(f"planned {n} stages over blocks {stages}, {m} micro-batches, 1f1b: {path}", flush=True)
     return path

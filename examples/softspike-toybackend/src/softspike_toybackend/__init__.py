@@ -1,0 +1,1 @@
+"""A toy softspike backend (see docs/backends.md)."""
