@@ -56,7 +56,7 @@ def _record(engine: Any, result: Any, monitor: Any, x: torch.Tensor, y: torch.Te
     }
     if result is not None:
         out["loss_sum"], out["correct"] = float(result.loss_sum), int(result.correct)
-    ev = engine.eval_step(x if engine.is_first else None, y if engine.is_last else None, 6)
+    ev = engine.eval_step(engine.encode(x) if engine.is_first else None, y if engine.is_last else None, 6)
     if ev is not None:
         out["eval_loss_sum"], out["eval_correct"] = float(ev.loss_sum), int(ev.correct)
     return out
