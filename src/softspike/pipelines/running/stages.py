@@ -122,7 +122,7 @@ class StageBlocks(nn.Module):
                 x = checkpoint(block, x, use_reentrant=False, context_fn=functools.partial(_contexts, block))
             else:
                 x = block(x)
-        return x
+        return x.contiguous()  # a stage boundary is sent as is: torch's p2p sends refuse other layouts
 
 
 def _contexts(block: nn.Module) -> tuple[Any, Any]:
