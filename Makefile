@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install test lint pytest demo bench bench-accuracy bench-pipeline interop fuzz clean
+.PHONY: install test test-fast lint pytest demo bench bench-accuracy bench-pipeline interop fuzz clean
 
 # The environment pins exact versions for reproducible runs (pyproject.toml declares the supported
 # range); '.[dev]' brings every extra (train, data, plot, nir) and the test and lint tools CI needs.
@@ -24,6 +24,10 @@ pytest: $(STAMP)
 	$(PY) -m pytest -q --hypothesis-profile=ci --durations=10 $(PYTEST_ARGS)
 
 test: lint pytest
+
+# Everything but the tests marked slow (child processes: signals, torchrun, wheel build, plugin install).
+test-fast: $(STAMP)
+	$(PY) -m pytest -q --hypothesis-profile=ci --durations=10 -m "not slow" $(PYTEST_ARGS)
 
 # The property tests and the hostile-input suite at hypothesis's "thorough" profile (docs/reliability.md).
 fuzz: $(STAMP)

@@ -1,11 +1,11 @@
 """Pipelined training throughput against one process (`make bench-pipeline`; results in docs/benchmarks.md).
 
 The 2020 table's shape: images/s by batch size x micro-batch count, for a cifar10_conv-like spec split
-into the 2 stages `softspike.pipelines.planner` chooses, on 2 processes (torch.distributed.pipelining,
+into the 2 stages `softspike.pipelines.planning.planner` chooses, on 2 processes (torch.distributed.pipelining,
 gloo, one thread each), against the same spec in one process (one and two threads). Beside it, per
 stage: the plan's predicted fwd+bwd time and memory against the ones each stage measures in its own
-process (`runtime_measure`, thread-CPU clock), and the stages' memory against one process holding the
-whole network.
+process (`pipelines.costs`, the rule the plan predicts with; thread-CPU clock), and the stages' memory
+against one process holding the whole network.
 
     python benchmarks/pipeline.py [--channels 32] [--T 4] [--batches 8,16,32] [--micro 1,2,4] [--steps 3]
 """
@@ -25,17 +25,27 @@ from typing import Any
 import torch
 
 
-def bench_spec(channels: int, T: int) -> Any:
-    """cifar10_conv with `channels` instead of 256 and `T` steps (the zoo's network is minutes per step here)."""
-    from softspike.pipelines.measure import scaled_cifar10_conv
+def scaled_cifar10_conv(width: int = 32, T: int = 4) -> Any:
+    """The zoo's cifar10_conv with `width` channels instead of 256 and T steps (CPU-sized: the zoo's
+    network is minutes per step here); also the workload of tests/test_pipeline_plan_cli.py."""
+    from softspike.models.load import check_spec, load_spec
 
+    data: dict[str, Any] = load_spec("cifar10_conv").to_json()
+    data["name"], data["T"] = f"cifar10_conv_w{width}", T
+    for layer in data["layers"]:
+        if layer["type"] == "conv2d":
+            layer["out_channels"] = width
+    return check_spec(data, f"cifar10_conv scaled to width {width}")
+
+
+def bench_spec(channels: int, T: int) -> Any:
     return scaled_cifar10_conv(channels, T)
 
 
 def plan_for(args: argparse.Namespace, b: int, m: int) -> Any:
     """The planner's 2-stage 1F1B plan at batch b, m micro-batches (profiled one-threaded, thread-CPU clock)."""
-    from softspike.pipelines.planner import make_plan
-    from softspike.pipelines.profile import profile_spec
+    from softspike.pipelines.planning.planner import make_plan
+    from softspike.pipelines.planning.profile import profile_spec
 
     checked = bench_spec(args.channels, args.T)
     prof = profile_spec(checked, b // m, repeats=5, clock="thread")
@@ -55,9 +65,8 @@ def worker(args: argparse.Namespace) -> None:
     import torch.distributed as dist
 
     from softspike.models.builder import build
-    from softspike.pipelines.partition import in_flight
-    from softspike.pipelines.runtime import Layout, PipelineRuntime
-    from softspike.pipelines.runtime_measure import measure_stage, tensor_bytes
+    from softspike.pipelines.costs import in_flight, measure_stage, stage_input
+    from softspike.pipelines.running.stages import Layout, PipelineRuntime
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=600))
@@ -85,16 +94,18 @@ def worker(args: argparse.Namespace) -> None:
 
             seconds = _step_time(step, args.steps)
             start = layout.stages[rt.stage_index][0]
-            cost = measure_stage(rt.module, (args.T, b // m, *_shapes(checked)[start]), rt.is_first,
-                                 torch.device("cpu"))
+            cpu = torch.device("cpu")
+            make_input = (stage_input((b // m, 3, 32, 32), cpu, rt.encode) if rt.is_first
+                          else stage_input((args.T, b // m, *_shapes(checked)[start]), cpu))
             held = in_flight(rt.schedule_name, rt.stage_index, 2, m)
+            cost = measure_stage(rt.module, make_input, cpu, opt, held)
             predicted = plan.stages[rt.stage_index]
             rows.append({"batch": b, "microbatches": m, "schedule": rt.schedule_name, "stage": rt.stage_index,
                          "blocks": [predicted.start, predicted.stop],
                          "predicted_time_ms": predicted.predicted_time_ms,
                          "predicted_memory_bytes": predicted.predicted_memory_bytes,
                          "step_s": seconds, "measured_time_ms": cost["time_ms"],
-                         "measured_memory_bytes": tensor_bytes(rt.module, opt) + held * cost["activation_bytes"]})
+                         "measured_memory_bytes": cost["memory_bytes"]})
             dist.barrier()
     out: list[Any] = [None, None]
     dist.all_gather_object(out, rows)
@@ -104,7 +115,7 @@ def worker(args: argparse.Namespace) -> None:
 
 
 def _shapes(checked: Any) -> list[tuple[int, ...]]:
-    from softspike.pipelines.runtime import block_shapes
+    from softspike.pipelines.running.stages import block_shapes
 
     return block_shapes(checked)
 
@@ -112,9 +123,9 @@ def _shapes(checked: Any) -> list[tuple[int, ...]]:
 def single_process(args: argparse.Namespace) -> list[dict[str, Any]]:
     """The whole spec in this process, all the pipeline's cores (2 threads), same batches and optimizer."""
     from softspike.models.builder import build
-    from softspike.pipelines.runtime import StageBlocks
-    from softspike.pipelines.runtime_measure import measure_stage, tensor_bytes
-    from softspike.train.loop import rate_loss
+    from softspike.pipelines.costs import measure_stage, stage_input
+    from softspike.pipelines.running.stages import StageBlocks
+    from softspike.train.recipe import rate_loss
 
     checked = bench_spec(args.channels, args.T)
     rows = []
@@ -133,9 +144,9 @@ def single_process(args: argparse.Namespace) -> list[dict[str, Any]]:
 
         seconds = _step_time(step, args.steps)
         whole = StageBlocks(net.body, 0, len(net.body))
-        cost = measure_stage(whole, (args.T, b, *_shapes(checked)[0]), True, torch.device("cpu"))
-        rows.append({"batch": b, "threads": threads, "step_s": seconds,
-                     "memory_bytes": tensor_bytes(whole, opt) + cost["activation_bytes"]})
+        encode = lambda x: net.encoder.encode(x, args.T)  # noqa: B023, E731 (called at once)
+        cost = measure_stage(whole, stage_input((b, 3, 32, 32), torch.device("cpu"), encode), torch.device("cpu"), opt)
+        rows.append({"batch": b, "threads": threads, "step_s": seconds, "memory_bytes": cost["memory_bytes"]})
     return rows
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from softspike.cli import main
-from softspike.pipelines.runtime_checkpoint import save_distributed
+from softspike.pipelines.running.checkpoint import save_distributed
 from softspike.train import checkpoint
 from softspike.train.checkpoint import CheckpointError, atomic_write, load_checkpoint
 from test_train_checkpoint import SPEC, run_dir  # noqa: F401  (the fixture: a tiny spec and dataset)

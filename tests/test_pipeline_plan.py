@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from softspike.models import load_spec
-from softspike.pipelines.plan import PipelinePlan, PlanError, check_plan, load_plan, spec_digest
+from softspike.pipelines.planning.document import PipelinePlan, PlanError, check_plan, load_plan, spec_digest
 
 
 def _plan_dict(checked: Any, cuts: list[int], **over: Any) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,8 +11,8 @@ import torch
 
 from softspike.cli import main
 from softspike.models import load_spec
-from softspike.pipelines.plan import check_plan, load_plan
-from softspike.pipelines.profile import profile_spec
+from softspike.pipelines.planning.document import check_plan, load_plan
+from softspike.pipelines.planning.profile import profile_spec
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -71,7 +72,10 @@ def test_plan_command_errors(args: list[str], message: str, capsys: pytest.Captu
 
 
 def test_prediction_matches_a_measured_split() -> None:
-    from softspike.pipelines.measure import compare_prediction, format_checks, scaled_cifar10_conv
+    from softspike.pipelines.planning.check import compare_prediction, format_checks
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from pipeline import scaled_cifar10_conv  # the benchmark's workload, small
 
     plan, checks = compare_prediction(scaled_cifar10_conv(width=4, T=2), batch_size=4, microbatches=2, repeats=2)
     assert len(checks) == 2 and plan.stages[0].start == 0 and plan.schedule == "gpipe"

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from softspike.pipelines.partition import (
+from softspike.pipelines.planning.document import PlanError
+from softspike.pipelines.planning.partition import (
     CostTable,
     Device,
     parse_bytes,
@@ -17,7 +18,6 @@ from softspike.pipelines.partition import (
     pipeline_step,
     stage_cost,
 )
-from softspike.pipelines.plan import PlanError
 
 
 def brute_force(table: CostTable, devices: list[Device], m: int, schedule: str, bw: float,

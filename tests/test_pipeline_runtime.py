@@ -22,10 +22,12 @@ import torch
 
 from softspike.models.builder import build
 from softspike.models.load import check_spec
-from softspike.pipelines.runtime import Layout, LayoutError, batch_loss
+from softspike.pipelines.running.stages import Layout, LayoutError, batch_loss
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_pipeline_runtime_worker import BATCH, PIPELINE_CASES, SPEC, batch
+
+pytestmark = pytest.mark.slow  # child processes (make test-fast leaves these out)
 
 WORKER = Path(__file__).with_name("test_pipeline_runtime_worker.py")
 

@@ -19,7 +19,7 @@ import torch
 
 from softspike.cli import main
 from softspike.models.load import check_spec
-from softspike.pipelines.plan import PLAN_FORMAT, PipelinePlan, StagePlan, spec_digest
+from softspike.pipelines.planning.document import PLAN_FORMAT, PipelinePlan, StagePlan, spec_digest
 from softspike.train.loop import fit
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -63,29 +63,29 @@ def test_errors_come_before_any_process_group(files: Path, monkeypatch: pytest.M
                                               capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.delenv("RANK", raising=False)
     monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
-    assert main(_train(files, "--pipeline", str(files / "plan.json"))) == 1
+    assert main(_train(files, "--pipeline", str(files / "plan.json"))) == 2
     assert "start them with `torchrun --nproc-per-node N" in capsys.readouterr().err
 
     monkeypatch.setenv("RANK", "0")
     monkeypatch.setenv("WORLD_SIZE", "3")
-    assert main(_train(files, "--pipeline", str(files / "plan.json"))) == 1
+    assert main(_train(files, "--pipeline", str(files / "plan.json"))) == 2
     assert "the plan needs 2 processes (2 stages x 1 replicas), the world has 3" in capsys.readouterr().err
 
     other = {**SPEC, "name": "other", "T": 2}
     write_plan(files / "other.json", other, 4)
     monkeypatch.setenv("WORLD_SIZE", "2")
-    assert main(_train(files, "--pipeline", str(files / "other.json"))) == 1
+    assert main(_train(files, "--pipeline", str(files / "other.json"))) == 2
     assert "the plan was made for spec 'other', not 'pp_net'" in capsys.readouterr().err
 
     (files / "bad.json").write_text('{"format": "softspike-pipeline-plan/1", "stages": []}')
-    assert main(_train(files, "--pipeline", str(files / "bad.json"))) == 1
+    assert main(_train(files, "--pipeline", str(files / "bad.json"))) == 2
     assert "invalid pipeline plan" in capsys.readouterr().err
 
     write_plan(files / "m4.json", SPEC, 4, microbatches=4)
-    assert main(_train(files, "--pipeline", str(files / "m4.json"), "--batch-size", "10")) == 1
+    assert main(_train(files, "--pipeline", str(files / "m4.json"), "--batch-size", "10")) == 2
     assert "--batch-size 10 must split evenly into 1 replicas x 4 micro-batches" in capsys.readouterr().err
 
-    assert main(_train(files, "--nproc", "2", "--pipeline", str(files / "plan.json"))) == 1
+    assert main(_train(files, "--nproc", "2", "--pipeline", str(files / "plan.json"))) == 2
     assert "under torchrun, leave --nproc out" in capsys.readouterr().err
 
 
@@ -94,6 +94,7 @@ def _children(pid: int) -> list[int]:
     return [int(p) for p in path.read_text().split()] if path.exists() else []
 
 
+@pytest.mark.slow
 def test_kill_one_rank_then_resume_reaches_the_weights_of_one_process(files: Path) -> None:
     # SGD: Adam would turn the rounding noise of a zero gradient (a conv bias before batch norm) into steps.
     common = ["--epochs", "4", "--batch-size", "16", "--lr", "0.05", "--optimizer", "sgd", "--checkpoint-every", "2"]
@@ -153,7 +154,7 @@ def test_kill_one_rank_then_resume_reaches_the_weights_of_one_process(files: Pat
 
 def test_evaluate_reads_a_pipeline_checkpoint(files: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`softspike evaluate` merges the stages' files of the last complete set into one network."""
-    from softspike.pipelines.runtime_checkpoint import MARKER
+    from softspike.pipelines.running.checkpoint import MARKER
 
     opts = {"dataset": f"npz:{files / 'd.npz'}", "epochs": 1, "batch_size": 16, "progress": False}
     metrics = fit(check_spec(SPEC), opts, checkpoint_dir=files / "one", verbose=False)

@@ -56,7 +56,7 @@ def _record(engine: Any, result: Any, monitor: Any, x: torch.Tensor, y: torch.Te
     }
     if result is not None:
         out["loss_sum"], out["correct"] = float(result.loss_sum), int(result.correct)
-    ev = engine.eval_step(x if engine.is_first else None, y if engine.is_last else None, 6)
+    ev = engine.eval_step(engine.encode(x) if engine.is_first else None, y if engine.is_last else None, 6)
     if ev is not None:
         out["eval_loss_sum"], out["eval_correct"] = float(ev.loss_sum), int(ev.correct)
     return out
@@ -65,8 +65,8 @@ def _record(engine: Any, result: Any, monitor: Any, x: torch.Tensor, y: torch.Te
 def main(mode: str, outdir: Path) -> None:
     from softspike.models.builder import build
     from softspike.models.load import check_spec
-    from softspike.pipelines.ddp import DDPRuntime
-    from softspike.pipelines.runtime import Layout, PipelineRuntime
+    from softspike.pipelines.running.ddp import DDPRuntime
+    from softspike.pipelines.running.stages import Layout, PipelineRuntime
     from softspike.train.monitor import FiringRates
 
     torch.set_num_threads(1)

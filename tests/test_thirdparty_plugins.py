@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow  # child processes (make test-fast leaves these out)
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "softspike-qif"
 IZHIKEVICH = ROOT / "examples" / "softspike-izhikevich"

@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 import torch
 
+pytestmark = pytest.mark.slow  # child processes (make test-fast leaves these out)
+
 SPEC = {
     "name": "resume_net", "input_shape": [1, 16, 16], "T": 8, "encoder": {"type": "poisson"},
     "layers": [

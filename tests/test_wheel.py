@@ -12,6 +12,10 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # child processes (make test-fast leaves these out)
+
 ROOT = Path(__file__).resolve().parent.parent
 
 FORWARD = """
@@ -19,6 +23,7 @@ import pathlib, sys, torch, softspike
 from softspike.core.fused import native
 from softspike.data import mnist_mini_arrays
 from softspike.models import build, load_spec
+
 where = pathlib.Path(softspike.__file__).resolve()
 assert str(where).startswith(sys.prefix), where
 assert native.SOURCE.is_file(), native.SOURCE

@@ -10,9 +10,9 @@ from typing import Any
 from softspike.cli.options import int_option, int_range
 from softspike.core.errors import SoftspikeError
 from softspike.models.load import load_spec
-from softspike.pipelines.partition import format_bytes, parse_bytes
-from softspike.pipelines.plan import PipelinePlan, PlanError
-from softspike.pipelines.planner import default_devices, make_plan
+from softspike.pipelines.planning.document import PipelinePlan, PlanError
+from softspike.pipelines.planning.partition import format_bytes, parse_bytes
+from softspike.pipelines.planning.planner import default_devices, make_plan
 
 
 def add_parser(sub: Any) -> None:

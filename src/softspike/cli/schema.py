@@ -20,7 +20,7 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.plan:
-        from softspike.pipelines.plan import plan_json_schema
+        from softspike.pipelines.planning.document import plan_json_schema
 
         schema = plan_json_schema()
     else:

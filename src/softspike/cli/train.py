@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from typing import Any
 
 from softspike.cli.options import count_option, device_option, float_option, int_option
@@ -78,10 +80,15 @@ def run(args: argparse.Namespace) -> int:
         # Pipeline stages on GPUs hold a part of the network each: the plan checked every stage against
         # its own device's memory, and the whole network need not fit one of them.
         check_limit(checked, args.batch_size or TrainConfig().batch_size, args.max_memory, args.device or "cpu")
-    if args.pipeline is not None or args.ddp or args.nproc is not None:
-        from softspike.pipelines.launch import train_command
+    if args.pipeline is not None or args.ddp or args.nproc is not None or args.microbatches is not None:
+        from softspike.pipelines.running.launch import ArgumentError, train_command
 
-        return train_command(args, checked, options(args))
+        try:
+            return train_command(args, checked, options(args))
+        except ArgumentError as err:  # the same on every process: rank 0 says it, all exit 2
+            if os.environ.get("RANK", "0") == "0":
+                print(f"softspike train: error: {err}", file=sys.stderr, flush=True)
+            return 2
     try:
         with plain_warnings("softspike train"):  # layer warnings as one line, not a source excerpt
             metrics = fit(checked, options(args), args.logdir, args.checkpoint, args.resume, verbose=not args.quiet,

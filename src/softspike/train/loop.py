@@ -4,6 +4,8 @@ Exact resume: the shuffle of epoch e comes from a generator seeded with (seed, e
 state (torch, numpy, Python: the Poisson encoder and dropout draw from torch's) is saved with each
 checkpoint together with the position in the epoch, the optimizer and the scheduler. A run killed at
 any moment and resumed from its last checkpoint takes the same batches and reaches the same weights.
+Evaluation draws from a stream of its own (`recipe.evaluation_random`), so that it leaves training's
+where it was, and a pipelined run (`pipelines.running.worker`) trains on the same spikes epoch after epoch.
 """
 
 from __future__ import annotations
@@ -17,8 +19,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import Tensor
 
 from softspike.core.fused.compact import compact_saved_spikes
 from softspike.core.registry import Registry
@@ -38,28 +38,24 @@ from softspike.train.checkpoint import (
     save_checkpoint,
     validate_checkpoint,
 )
-from softspike.train.config import TrainConfig, check_device, make_config
-from softspike.train.data import ArraySplit, Dataset, DatasetError, load_dataset
+from softspike.train.config import TrainConfig, make_config
+from softspike.train.data import ArraySplit, DatasetError
 from softspike.train.health import TrainingHealth
 from softspike.train.monitor import FiringRates
 from softspike.train.progress import Progress, TrainLog
+from softspike.train.recipe import (
+    check_same_spec,
+    epoch_order,
+    evaluation_chunks,
+    evaluation_random,
+    make_optimizer,
+    make_scheduler,
+    prepare_data,
+    readout_loss,
+    resolve_device,
+    spec_text,
+)
 from softspike.train.rundir import claim_checkpoint_dir
-from softspike.train.trained import spec_difference
-
-
-def rate_loss(rates: Tensor, y: Tensor, loss: str, scale: float = 1.0, reduction: str = "mean") -> Tensor:
-    """cross_entropy on rates × `scale` (scale 1: the 2020 loss), or mse of rates to one-hot.
-
-    `reduction="sum"` sums over samples (and, for mse, classes): pipelines and data parallel divide
-    that sum by the whole batch themselves, so that any split of the batch gives the same gradient."""
-    if loss == "mse":
-        return F.mse_loss(rates, F.one_hot(y, rates.shape[1]).to(rates.dtype), reduction=reduction)
-    return F.cross_entropy(rates * scale, y, reduction=reduction)
-
-
-def readout_loss(net: SpikingNetwork, rates: Tensor, y: Tensor, loss: str) -> Tensor:
-    """The mean loss of a batch on the network's readout (see `rate_loss`)."""
-    return rate_loss(rates, y, loss, net.readout_scale)
 
 
 @torch.no_grad()
@@ -71,67 +67,14 @@ def evaluate(net: SpikingNetwork, split: ArraySplit, batch_size: int = 1000, dev
     was_training = net.training
     net.eval()
     total_loss, correct = 0.0, 0
-    for start in range(0, len(split), batch_size):
-        x, y = split.batch(torch.arange(start, min(start + batch_size, len(split))), device)
+    for start, stop in evaluation_chunks(len(split), batch_size):
+        x, y = split.batch(torch.arange(start, stop), device)
         rates = net.spikes(x).mean(0)
         total_loss += float(readout_loss(net, rates, y, loss)) * len(y)
         correct += int((rates.argmax(1) == y).sum())
     net.train(was_training)
     n = max(len(split), 1)
     return {"loss": total_loss / n, "accuracy": correct / n}
-
-
-def epoch_order(seed: int, epoch: int, n: int) -> Tensor:
-    """The shuffle of one epoch, a function of (seed, epoch) only."""
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
-
-
-def make_optimizer(net: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
-    return torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-
-def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig,
-                   steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
-    total = max(cfg.epochs * steps_per_epoch, 1)
-    if cfg.schedule == "cosine":
-        return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, total) / total)))
-    return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
-
-
-def spec_text(checked: CheckedSpec) -> str:
-    return json.dumps(checked.to_json(), sort_keys=True)
-
-
-def check_same_spec(state: dict[str, Any], checked: CheckedSpec, path: Path) -> None:
-    if state.get("spec") != spec_text(checked):
-        stored = json.loads(state.get("spec") or "{}")
-        diff = "; ".join(spec_difference(stored, checked.to_json())[:3])
-        raise CheckpointError(
-            f"{path} was made with a different spec (network {stored.get('name', '?')!r}) than {checked.source} "
-            f"({diff}); give the spec it was trained with, or use another --checkpoint directory"
-        )
-
-
-def prepare_data(cfg: TrainConfig, checked: CheckedSpec, max_memory: int | None = None) -> Dataset:
-    data = load_dataset(cfg.dataset, cfg.data_root, cfg.download, checked.spec.T, max_memory)
-    if cfg.train_subset:
-        keep = slice(0, cfg.train_subset)
-        data = Dataset(data.name, ArraySplit(data.train.x[keep], data.train.y[keep]), data.test)
-    data.check_fits(checked.spec.input_shape, checked.num_classes, checked.spec.name)
-    if len(data.train) == 0:
-        raise DatasetError(f"dataset {data.name!r} has no training samples")
-    return data
-
-
-def resolve_device(name: str) -> torch.device:
-    try:
-        device = torch.device(check_device(name))
-        torch.empty(0, device=device)
-    except (RuntimeError, ValueError) as err:
-        raise DatasetError(f"--device {name!r} is not usable here: {str(err).splitlines()[0]}") from None
-    return device
 
 
 def fit(checked: CheckedSpec, options: dict[str, Any] | TrainConfig, logdir: str | Path | None = None,
@@ -216,7 +159,8 @@ def _fit(checked: CheckedSpec, options: dict[str, Any] | TrainConfig, logdir: st
                 if every and (step + 1) % every == 0 and step + 1 < steps_per_epoch:
                     save(epoch, step + 1)
             bar.close()
-            test = evaluate(net, data.test, cfg.test_batch_size, device, cfg.loss)
+            with evaluation_random(cfg.seed, epoch, device):  # training's stream is left as it was
+                test = evaluate(net, data.test, cfg.test_batch_size, device, cfg.loss)
             record = log.end_epoch(epoch, test, monitor.rates(), opt.param_groups[0]["lr"])
             add_epoch_images(progress.writer, net, data.test, monitor, epoch + 1, device)
             monitor.reset()

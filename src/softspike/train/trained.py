@@ -24,6 +24,7 @@ from softspike.train.checkpoint import (
     validate_checkpoint,
 )
 from softspike.train.config import TrainConfig, make_config
+from softspike.train.recipe import MARKER, merged_checkpoint, spec_difference
 
 
 @dataclass(frozen=True)
@@ -48,29 +49,10 @@ def read_checkpoint(arg: str | Path) -> tuple[Path, dict[str, Any]]:
     (`train --pipeline` / `--ddp`) gives its last complete step merged into one network's checkpoint."""
     folder = Path(arg)
     if folder.is_dir():
-        from softspike.pipelines.runtime_checkpoint import MARKER, merged_checkpoint
-
         if (folder / MARKER).is_file():
             return folder, merged_checkpoint(folder)
     path = checkpoint_path(folder)
     return path, load_checkpoint(path)
-
-
-def spec_difference(stored: Any, given: Any, path: str = "") -> list[str]:
-    """Where two spec JSON values differ, as `path: checkpoint X, given Y` lines (first ones first)."""
-    if isinstance(stored, dict) and isinstance(given, dict):
-        out = []
-        for key in sorted(set(stored) | set(given), key=str):
-            where = f"{path}.{key}" if path else str(key)
-            out += spec_difference(stored.get(key, "<absent>"), given.get(key, "<absent>"), where)
-        return out
-    if isinstance(stored, list) and isinstance(given, list) and len(stored) == len(given):
-        return [line for i, (a, b) in enumerate(zip(stored, given)) for line in spec_difference(a, b, f"{path}[{i}]")]
-    if isinstance(stored, list) and isinstance(given, list):
-        return [f"{path}: checkpoint has {len(stored)} entries, given {len(given)}"]
-    if stored == given:
-        return []
-    return [f"{path or '<root>'}: checkpoint {json.dumps(stored)}, given {json.dumps(given)}"]
 
 
 def stored_spec(state: dict[str, Any], path: Path) -> CheckedSpec:

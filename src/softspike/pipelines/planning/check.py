@@ -1,5 +1,5 @@
 """The plan's predictions against measurements: run a planned split in one process and time and
-weigh each stage, independently of the profile's method.
+weigh each stage, independently of the profile's method (`costs`' saved-tensor rule).
 
 Time: each stage's forward and backward, micro-batch by micro-batch in GPipe order, timed apart
 (its input arrives detached, its input gradient is handed back), summed and divided by M; the
@@ -21,11 +21,12 @@ import torch
 from torch import Tensor, nn
 
 from softspike.models.builder import build
-from softspike.models.load import CheckedSpec, check_spec, load_spec
+from softspike.models.load import CheckedSpec, load_spec
 from softspike.models.network import SpikingNetwork
-from softspike.pipelines.plan import PipelinePlan
-from softspike.pipelines.planner import make_plan
-from softspike.pipelines.profile import Clock, clock_ms, profile_spec
+from softspike.pipelines.costs import Clock, clock_ms, nbytes
+from softspike.pipelines.planning.document import PipelinePlan
+from softspike.pipelines.planning.planner import make_plan
+from softspike.pipelines.planning.profile import profile_spec
 
 
 @dataclass(frozen=True)
@@ -46,20 +47,6 @@ class StageCheck:
     @property
     def memory_ratio(self) -> float:
         return self.predicted_bytes / self.measured_bytes if self.measured_bytes > 0 else float("inf")
-
-
-def scaled_cifar10_conv(width: int = 32, T: int = 4) -> CheckedSpec:
-    """The zoo's cifar10_conv with `width` channels instead of 256 and T steps (CPU-sized)."""
-    data: dict[str, Any] = load_spec("cifar10_conv").to_json()
-    data["name"], data["T"] = f"cifar10_conv_w{width}", T
-    for layer in data["layers"]:
-        if layer["type"] == "conv2d":
-            layer["out_channels"] = width
-    return check_spec(data, f"cifar10_conv scaled to width {width}")
-
-
-def _nbytes(tensors: Any) -> int:
-    return sum(t.numel() * t.element_size() for t in tensors if isinstance(t, Tensor))
 
 
 def _retained_bytes(fn: Any) -> int:
@@ -122,8 +109,8 @@ def measure_plan(
             forwards = functools.partial(_forwards, net, stage, s, plan, xs, inputs, outputs, elapsed, clock)
             if run == 0:
                 retained = _retained_bytes(forwards)
-                sent = _nbytes(outputs[s]) if s < len(stages) - 1 else 0
-                received = _nbytes(inputs[s]) if s > 0 else 0  # made by the previous stage's window
+                sent = nbytes(outputs[s]) if s < len(stages) - 1 else 0
+                received = nbytes(inputs[s]) if s > 0 else 0  # made by the previous stage's window
                 held[s] = retained - sent + received
             else:
                 forwards()
@@ -143,8 +130,8 @@ def measure_plan(
     result = []
     for s, stage in enumerate(stages):
         params = list(stage.parameters())
-        state = _nbytes(params) + _nbytes(stage.buffers()) + _nbytes(p.grad for p in params)
-        state += sum(_nbytes(optimizer.state[p].values()) for p in params if p in optimizer.state)
+        state = nbytes(params) + nbytes(stage.buffers()) + nbytes(p.grad for p in params)
+        state += sum(nbytes(optimizer.state[p].values()) for p in params if p in optimizer.state)
         # Adam's step counters are 4-byte scalars per parameter: not what a plan is about, left out.
         state -= sum(4 for p in params if p in optimizer.state)
         result.append((min(totals[s]), state + held[s]))
@@ -152,19 +139,18 @@ def measure_plan(
 
 
 def compare_prediction(
-    checked: CheckedSpec | None = None,
+    checked: CheckedSpec,
     batch_size: int = 16,
     microbatches: int = 4,
     stages: int = 2,
     repeats: int = 10,
     seed: int = 0,
 ) -> tuple[PipelinePlan, list[StageCheck]]:
-    """Plan `checked` (default: cifar10_conv at width 32, T = 4) into `stages` CPU stages under GPipe,
+    """Plan `checked` into `stages` CPU stages under GPipe,
     then measure the split in one process: predicted against measured time and memory per stage.
 
     Both sides run one-threaded and time with this thread's CPU clock, so that other processes on
     a shared machine (2 cores, several jobs) do not stretch one side's timings and not the other's."""
-    checked = checked or scaled_cifar10_conv()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -191,6 +177,8 @@ def format_checks(checks: list[StageCheck]) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":
-    plan, checks = compare_prediction()
+if __name__ == "__main__":  # python -m softspike.pipelines.planning.check SPEC (a spec file or a zoo name)
+    import sys
+
+    plan, checks = compare_prediction(load_spec(sys.argv[1] if len(sys.argv) > 1 else "mnist_conv"))
     print(format_checks(checks))

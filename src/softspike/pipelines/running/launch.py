@@ -13,37 +13,105 @@ import argparse
 import os
 import sys
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from softspike.core.errors import SoftspikeError
 from softspike.models.load import CheckedSpec
-from softspike.pipelines.runtime import Layout, LayoutError
-from softspike.pipelines.runtime_train import distributed_env, train_distributed
+from softspike.pipelines.running.stages import Layout, LayoutError
+from softspike.pipelines.running.worker import distributed_env, train_distributed
 
 
-def train_command(args: argparse.Namespace, checked: CheckedSpec, options: dict[str, Any]) -> int:
-    """What `softspike train` does when --pipeline, --ddp or --nproc is given."""
-    if args.nproc is not None:
-        return launch(args, checked, options)
-    _, world, _ = distributed_env()
+class ArgumentError(LayoutError):
+    """A command line that cannot run as given: found before any process starts work, printed once
+    (by rank 0 under torchrun), exit status 2 on every process, as argparse's own errors."""
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A multi-process `softspike train` command line, checked: how the processes split the network."""
+
+    layout: Layout
+    mode: str
+    options: dict[str, Any]
+    predictions: list[dict[str, Any]] | None = None
+
+
+def check_arguments(args: argparse.Namespace, checked: CheckedSpec, options: dict[str, Any],
+                    world: int) -> Checked:
+    """Every check of a multi-process command line in one place, run where the processes would start
+    (by `--nproc`, before it launches them) or by each process torchrun started (before any process group
+    or dataset): conflicts between the options, the plan against the spec and the process count, and the
+    batch size against replicas x micro-batches. Raises ArgumentError."""
+    try:
+        return _check_arguments(args, checked, options, world)
+    except ArgumentError:
+        raise
+    except SoftspikeError as err:  # a plan that does not fit, a layout that cannot run
+        raise ArgumentError(str(err)) from None
+
+
+def _check_arguments(args: argparse.Namespace, checked: CheckedSpec, options: dict[str, Any],
+                     world: int) -> Checked:
+    from softspike.train.config import TrainConfig
+
+    if args.resume and not args.checkpoint:
+        raise ArgumentError("--resume needs --checkpoint DIR, the directory of the run to continue")
     n_blocks = len(checked.spec.layers)
-    predictions = None
+    batch = options.get("batch_size")
     if args.pipeline is not None:
         layout, predictions, plan_batch = plan_layout(args.pipeline, checked, world, args.ddp)
-        if options.get("batch_size") is None and not args.resume:
+        if args.microbatches is not None and args.microbatches != layout.microbatches:
+            raise ArgumentError(
+                f"--microbatches {args.microbatches} conflicts with the plan {args.pipeline}, which splits each "
+                f"batch into {layout.microbatches} micro-batches (its predictions are for that count); leave "
+                f"--microbatches out, or make a plan with `softspike plan ... --microbatches {args.microbatches}`"
+            )
+        if batch is None and not args.resume:
             options = {**options, "batch_size": plan_batch}
         if options.get("device") is None and str(predictions[0]["device"]).startswith("cuda"):
             options = {**options, "device": "cuda"}  # a plan made for GPUs runs on GPUs unless told otherwise
-        mode = "pipeline"
-    else:
-        layout, mode = Layout(((0, n_blocks),), "gpipe", 1, world), "ddp"
-    metrics = train_distributed(checked, options, layout, mode, args.logdir, args.checkpoint, args.resume,
-                                verbose=not args.quiet, predictions=predictions)
+        if not args.resume:  # a resumed run's batch size may come from its checkpoint: checked there
+            layout.check(n_blocks, world, options["batch_size"])
+        return Checked(layout, "pipeline", options, predictions)
+    if args.microbatches is not None and (args.ddp or args.nproc is None):
+        raise ArgumentError(
+            "--microbatches applies to pipelines: it sets the micro-batch count when --nproc plans the stages "
+            "(a --pipeline plan carries its own); data parallel and one process take whole batches"
+        )
+    if args.ddp:
+        layout = Layout(((0, n_blocks),), "gpipe", 1, world)
+        if not args.resume:
+            layout.check(n_blocks, world, batch or TrainConfig().batch_size)
+        return Checked(layout, "ddp", options)
+    # --nproc N plans N stages with M micro-batches before it launches.
+    if world > n_blocks:
+        raise ArgumentError(f"--nproc {world}: the spec has {n_blocks} top-level blocks, so at most {n_blocks} "
+                            "pipeline stages; start fewer processes, or add --ddp for data parallel")
+    m = args.microbatches or world
+    any_split = (*((i, i + 1) for i in range(world - 1)), (world - 1, n_blocks))  # the planner picks the real one
+    Layout(any_split, "1f1b", m).check(n_blocks, world, batch or TrainConfig().batch_size)
+    return Checked(Layout(((0, n_blocks),)), "plan", options)
+
+
+def train_command(args: argparse.Namespace, checked: CheckedSpec, options: dict[str, Any]) -> int:
+    """What `softspike train` does when --pipeline, --ddp, --nproc or --microbatches is given."""
+    if args.nproc is not None:
+        return launch(args, checked, options)
+    if args.pipeline is None and not args.ddp:  # --microbatches on one process: refused
+        check_arguments(args, checked, options, 1)
+    try:
+        _, world, _ = distributed_env()
+    except LayoutError as err:
+        raise ArgumentError(str(err)) from None
+    run = check_arguments(args, checked, options, world)
+    metrics = train_distributed(checked, run.options, run.layout, run.mode, args.logdir, args.checkpoint,
+                                args.resume, verbose=not args.quiet, predictions=run.predictions)
     if metrics is not None and metrics["final"]:
         final = metrics["final"]
         print(f"{checked.spec.name}: test accuracy {100 * final['test_accuracy']:.2f}% after {final['epoch']} "
-              f"epochs ({metrics['wall_time_s']:.0f} s, {world} processes, {mode})", flush=True)
+              f"epochs ({metrics['wall_time_s']:.0f} s, {world} processes, {run.mode})", flush=True)
     return 0
 
 
@@ -51,7 +119,7 @@ def plan_layout(path: str, checked: CheckedSpec, world: int, ddp: bool) -> tuple
     """Read and check a plan (before any process group exists); the layout, its predictions, its batch size.
 
     With --ddp, the plan's stages are replicated over the processes: world / stages replicas each."""
-    from softspike.pipelines.plan import check_plan, load_plan
+    from softspike.pipelines.planning.document import check_plan, load_plan
 
     plan = load_plan(path)
     if ddp and world % len(plan.stages) == 0:
@@ -86,9 +154,10 @@ def launch(args: argparse.Namespace, checked: CheckedSpec, options: dict[str, An
 
     n = args.nproc
     if "TORCHELASTIC_RUN_ID" in os.environ or "RANK" in os.environ:
-        raise LayoutError("--nproc starts the processes itself; under torchrun, leave --nproc out")
+        raise ArgumentError("--nproc starts the processes itself; under torchrun, leave --nproc out")
     if n < 1:
-        raise LayoutError(f"--nproc must be >= 1, got {n}")
+        raise ArgumentError(f"--nproc must be >= 1, got {n}")
+    check_arguments(args, checked, options, n)  # here, once, before any process starts
     argv = _child_argv(args)
     if args.pipeline is None and not args.ddp:
         path = _write_plan(checked, n, args.microbatches, options, args)
@@ -108,7 +177,7 @@ def launch(args: argparse.Namespace, checked: CheckedSpec, options: dict[str, An
 
 def _write_plan(checked: CheckedSpec, n: int, microbatches: int | None, options: dict[str, Any],
                 args: argparse.Namespace) -> Path:
-    from softspike.pipelines.planner import default_devices, make_plan
+    from softspike.pipelines.planning.planner import default_devices, make_plan
     from softspike.train.config import TrainConfig
 
     batch = options.get("batch_size") or TrainConfig().batch_size
@@ -127,4 +196,4 @@ def _write_plan(checked: CheckedSpec, n: int, microbatches: int | None, options:
     return path
 
 
-__all__ = ["launch", "plan_layout", "train_command"]
+__all__ = ["ArgumentError", "check_arguments", "launch", "plan_layout", "train_command"]

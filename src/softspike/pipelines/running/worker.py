@@ -29,9 +29,10 @@ from torch.utils.data import DistributedSampler
 
 from softspike.models.builder import build
 from softspike.models.load import CheckedSpec
-from softspike.pipelines.ddp import DDPRuntime
-from softspike.pipelines.partition import in_flight
-from softspike.pipelines.runtime import (
+from softspike.pipelines.costs import in_flight, measure_stage, peak_memory, stage_input
+from softspike.pipelines.running.checkpoint import load_distributed, save_distributed
+from softspike.pipelines.running.ddp import DDPRuntime
+from softspike.pipelines.running.stages import (
     Layout,
     LayoutError,
     PipelineRuntime,
@@ -39,15 +40,22 @@ from softspike.pipelines.runtime import (
     average_buffers,
     block_shapes,
 )
-from softspike.pipelines.runtime_checkpoint import load_distributed, save_distributed
-from softspike.pipelines.runtime_measure import measure_stage, peak_memory, tensor_bytes
 from softspike.train.augment import random_shift
 from softspike.train.checkpoint import atomic_write, rng_states, set_rng_states
 from softspike.train.config import TrainConfig, make_config
 from softspike.train.data import ArraySplit
-from softspike.train.loop import check_same_spec, epoch_order, make_optimizer, make_scheduler, prepare_data, spec_text
 from softspike.train.monitor import FiringRates
 from softspike.train.progress import Progress, TrainLog
+from softspike.train.recipe import (
+    check_same_spec,
+    epoch_order,
+    evaluation_chunks,
+    evaluation_random,
+    make_optimizer,
+    make_scheduler,
+    prepare_data,
+    spec_text,
+)
 
 #: Seconds a collective may wait before the process fails (a dead peer must not hang a job forever).
 TIMEOUT_ENV = "SOFTSPIKE_DIST_TIMEOUT"
@@ -133,40 +141,54 @@ class _Run:
         self.step_times.append(time.perf_counter() - t0)
         return self.reduce(result) if result is not None else None
 
-    def evaluate(self, split: ArraySplit) -> dict[str, float]:
-        """Loss and accuracy over a whole split, through the same pipeline (padded to its batch shape)."""
+    def evaluate(self, split: ArraySplit, epoch: int) -> dict[str, float]:
+        """Loss and accuracy over a whole split, through the same pipeline, with the random draws of one
+        process: stage 0 encodes the split in one process's evaluation batches (`test_batch_size`), from
+        the evaluation stream (`recipe.evaluation_random`), and feeds each encoded batch to the pipeline
+        in slices of its batch shape (the last one padded with copies of the batch's last sample)."""
         b, r = self.local_batch, self.layout.data_parallel
         if self.mode == "pipeline":  # DDP itself broadcasts replica 0's buffers at every forward
             average_buffers(self.engine.module, self.dp_group, r)
         loss = correct = count = 0.0
-        for start in range(0, len(split), b * r):
-            idx = torch.arange(start + self.replica * b, start + (self.replica + 1) * b)
-            valid = int((idx < len(split)).sum())
-            x, y = split.batch(idx.clamp(max=len(split) - 1), self.device)  # padding rows repeat the last sample
-            result = self.engine.eval_step(x if self.engine.is_first else None, y if self.engine.is_last else None,
-                                           valid)
-            if result is not None:
-                loss, correct, count = loss + float(result.loss_sum), correct + int(result.correct), count + valid
+        with evaluation_random(self.cfg.seed, epoch, self.device):
+            for start, stop in evaluation_chunks(len(split), self.cfg.test_batch_size):
+                n = stop - start
+                x, y = split.batch(torch.arange(start, stop), self.device)
+                seq = self.engine.encode(x) if self.engine.is_first else None  # every replica: the same draws
+                for offset in range(0, n, b * r):
+                    rows = torch.arange(offset + self.replica * b, offset + (self.replica + 1) * b)
+                    valid = int((rows < n).sum())
+                    rows = rows.clamp(max=n - 1).to(self.device)
+                    result = self.engine.eval_step(seq[:, rows] if seq is not None else None,
+                                                   y[rows] if self.engine.is_last else None, valid)
+                    if result is not None:
+                        loss, correct, count = loss + float(result.loss_sum), correct + int(result.correct), \
+                            count + valid
         if self.engine.is_last and r > 1:
             t = torch.tensor([loss, correct, count], dtype=torch.float64).to(self.device)
             dist.all_reduce(t, group=self.dp_group)
             loss, correct, count = t.tolist()
-        n = max(count, 1)
-        return {"loss": loss / n, "accuracy": correct / n}
+        n_all = max(count, 1)
+        return {"loss": loss / n_all, "accuracy": correct / n_all}
 
     def stage_report(self, opt: torch.optim.Optimizer) -> dict[str, Any]:
-        shapes = block_shapes(self.checked)
+        """This stage measured on its own process by the rule the plan predicts with (`pipelines.costs`)."""
         micro = self.local_batch // (self.layout.microbatches if self.mode == "pipeline" else 1)
-        cost = measure_stage(self.engine.module, (self.checked.spec.T, micro, *shapes[self.start]),
-                             self.engine.is_first, self.device)
-        held = 1
-        if isinstance(self.engine, PipelineRuntime):
-            held = in_flight(self.engine.schedule_name, self.stage, len(self.layout.stages), self.layout.microbatches)
+        engine, T = self.engine, self.checked.spec.T
+        if engine.is_first:
+            make_input = stage_input((micro, *self.checked.spec.input_shape), self.device, engine.encode)
+        else:
+            make_input = stage_input((T, micro, *block_shapes(self.checked)[self.start]), self.device)
+        held, recompute = 1, False
+        if isinstance(engine, PipelineRuntime):
+            held = in_flight(engine.schedule_name, self.stage, len(self.layout.stages), self.layout.microbatches)
+            recompute = bool(self.layout.recompute and self.layout.recompute[self.stage])
+        cost = measure_stage(engine.module, make_input, self.device, opt, held, recompute)
         steps = self.step_times[1:] or self.step_times
         return {"stage": self.stage, "replica": self.replica, "rank": self.rank,
                 "blocks": list(self.layout.stages[self.stage]),
-                "measured_time_ms": cost["time_ms"],
-                "measured_memory_bytes": tensor_bytes(self.engine.module, opt) + held * cost["activation_bytes"],
+                "measured_time_ms": cost["time_ms"], "measured_memory_bytes": cost["memory_bytes"],
+                "state_bytes": cost["state_bytes"], "input_bytes_per_microbatch": cost["input_bytes"],
                 "activation_bytes_per_microbatch": cost["activation_bytes"], "microbatches_in_flight": held,
                 "mean_step_ms": 1000 * sum(steps) / max(len(steps), 1), **peak_memory(self.device)}
 
@@ -270,7 +292,7 @@ def _train(checked: CheckedSpec, cfg: TrainConfig, layout: Layout, mode: str, ra
                 if every and (step + 1) % every == 0 and step + 1 < steps_per_epoch:
                     save(epoch, step + 1)
             bar.close()
-            test = run.evaluate(data.test)
+            test = run.evaluate(data.test, epoch)
             rates = _merge_rates(_gather(monitor.rates()))
             record = log.end_epoch(epoch, test, rates, opt.param_groups[0]["lr"])
             monitor.reset()

@@ -23,7 +23,7 @@ import contextlib
 import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -34,9 +34,8 @@ from softspike.core.errors import SoftspikeError
 from softspike.core.neuron import Neuron
 from softspike.models.load import CheckedSpec
 from softspike.models.network import SpikingNetwork
-from softspike.train.loop import rate_loss
-
-Schedule = Literal["gpipe", "1f1b", "interleaved_1f1b"]
+from softspike.pipelines.costs import Schedule
+from softspike.train.recipe import batch_loss, rate_loss
 
 
 class LayoutError(SoftspikeError):
@@ -123,7 +122,7 @@ class StageBlocks(nn.Module):
                 x = checkpoint(block, x, use_reentrant=False, context_fn=functools.partial(_contexts, block))
             else:
                 x = block(x)
-        return x
+        return x.contiguous()  # a stage boundary is sent as is: torch's p2p sends refuse other layouts
 
 
 def _contexts(block: nn.Module) -> tuple[Any, Any]:
@@ -230,15 +229,16 @@ class PipelineRuntime:
         return StepResult(loss_sum, (spikes.detach().mean(0).argmax(1) == y).sum(), len(y))
 
     @torch.no_grad()
-    def eval_step(self, x: Tensor | None, y: Tensor | None, valid: int) -> StepResult | None:
-        """Forward only through the same pipeline; rows from `valid` on are padding and not counted."""
+    def eval_step(self, seq: Tensor | None, y: Tensor | None, valid: int) -> StepResult | None:
+        """Forward only through the same pipeline, of an encoded batch `seq` [T, B, ...] on stage 0 (the
+        caller encodes: evaluation draws its own random numbers); rows from `valid` on are padding."""
         self.module.eval()
         try:
             # The schedule's loss_fn wants a target on the last stage; its losses are not used here.
             target = y if self.is_last else None
             if self.is_first:
-                assert x is not None
-                out = self.schedule.eval(self.encode(x), target=target)
+                assert seq is not None
+                out = self.schedule.eval(seq, target=target)
             else:
                 out = self.schedule.eval(target=target)
         finally:
@@ -247,14 +247,6 @@ class PipelineRuntime:
             return None
         assert y is not None
         return eval_result(out[0] if isinstance(out, tuple) else out, y, valid, self.loss_kind, self.scale)
-
-
-def batch_loss(spikes: Tensor, y: Tensor, kind: str, scale: float, batch: int) -> Tensor:
-    """The loss of a (micro-)batch's output spikes [T, b, classes] as its share of the mean over `batch`
-    samples: summed over its samples, divided by the whole batch (and by the classes for mse, as mse's
-    mean does), so the shares of any split add up to the whole batch's mean loss."""
-    norm = batch * (spikes.shape[-1] if kind == "mse" else 1)
-    return rate_loss(spikes.mean(0), y, kind, scale, reduction="sum") / norm
 
 
 def eval_result(spikes: Tensor, y: Tensor, valid: int, kind: str, scale: float) -> StepResult:

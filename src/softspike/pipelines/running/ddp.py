@@ -16,7 +16,8 @@ from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 
 from softspike.models.network import SpikingNetwork
-from softspike.pipelines.runtime import StageBlocks, StepResult, batch_loss, eval_result
+from softspike.pipelines.running.stages import StageBlocks, StepResult, eval_result
+from softspike.train.recipe import batch_loss
 
 
 class DDPRuntime:
@@ -47,11 +48,12 @@ class DDPRuntime:
         return StepResult(loss.detach() * self.local_batch, correct, len(y))
 
     @torch.no_grad()
-    def eval_step(self, x: Tensor | None, y: Tensor | None, valid: int) -> StepResult:
-        assert x is not None and y is not None
+    def eval_step(self, seq: Tensor | None, y: Tensor | None, valid: int) -> StepResult:
+        """The whole network on an encoded batch `seq` [T, B, ...]; rows from `valid` on are padding."""
+        assert seq is not None and y is not None
         self.module.eval()
         try:
-            spikes = self.module(self.encode(x))
+            spikes = self.module(seq)
         finally:
             self.module.train()
         return eval_result(spikes, y, valid, self.loss_kind, self.scale)

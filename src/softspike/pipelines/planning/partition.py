@@ -7,7 +7,8 @@ A stage s on device d_s runs blocks [a, b). Per micro-batch, with costs from the
     memory_s = Σ state_i + k_s · in_a + (Σ act_i + Σ_{a<i<b} insaved_i)              (r_s = 1)
 
 t_i forward+backward time, f_i forward time (recomputed in backward when r_s = 1), state_i the
-parameter + gradient + optimizer bytes, act_i the bytes saved for backward, in_a the stage's input
+parameter + gradient + optimizer bytes, act_i the bytes saved for backward (the rule of
+`pipelines.costs`, which also weighs a running stage), in_a the stage's input
 (it sends its gradient back) and out_{b-1} its output (sent on). k_s is the number of micro-batches
 whose activations the stage holds at once: M under GPipe, min(M, S - s) under 1F1B.
 
@@ -23,12 +24,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
 
-from softspike.pipelines.plan import PlanError
-from softspike.pipelines.profile import Profile
+from softspike.pipelines.costs import Schedule, in_flight, stage_memory
+from softspike.pipelines.planning.document import PlanError
+from softspike.pipelines.planning.profile import Profile
 
-Schedule = Literal["gpipe", "1f1b", "interleaved_1f1b"]
 INF = math.inf
 
 
@@ -88,13 +88,6 @@ class Partition:
         return max(s.time_ms for s in self.stages)
 
 
-def in_flight(schedule: Schedule, stage: int, n_stages: int, microbatches: int) -> int:
-    """Micro-batches whose activations stage `stage` holds at once under `schedule`."""
-    if schedule == "gpipe":
-        return microbatches
-    return min(microbatches, n_stages - stage)
-
-
 def stage_cost(
     table: CostTable, a: int, b: int, stage: int, devices: list[Device], microbatches: int,
     schedule: Schedule, bandwidth_bytes_per_s: float, recompute: bool,
@@ -108,7 +101,7 @@ def stage_cost(
     held = sum(table.activation_bytes[a:b]) + sum(table.input_saved_bytes[a + 1:b])
     state = sum(table.state_bytes[a:b])
     inp = table.boundary_in(a)
-    memory = state + k * inp + (held if recompute else k * held)
+    memory = stage_memory(state, inp, held, k, recompute)
     return StageCost(a, b, recompute, compute / dev.speed + comm_ms, memory)
 
 

@@ -6,14 +6,14 @@ and T time steps on one device:
     time_ms           forward + backward of the block alone: the fastest of `repeats` runs, after a
                       warm-up pass of the whole network (other load only ever adds time, so the
                       minimum is the steadiest estimate on a shared machine)
-    param_bytes       parameters and buffers; gradients take as much again (grad_bytes)
-    optimizer_bytes   optimizer state: Adam keeps two moments, 2 x param_bytes
-    activation_bytes  tensors autograd saves for backward during the forward pass, measured with
-                      `torch.autograd.graph.saved_tensors_hooks`, each storage counted once
-                      (parameters excluded) and charged to the block whose forward saved it first,
-                      not counting the block's input tensor, which is input_saved_bytes: the
-                      input's bytes if this block is the first to save it (0 otherwise). A stage
-                      that starts at this block holds its received input anyway.
+    param_bytes       parameters; gradients take as much again, Adam's two moments twice as much
+    buffer_bytes      buffers (batch-norm running statistics); state_bytes is the sum of all four
+    activation_bytes  tensors autograd saves for backward during the forward pass, counted by the one
+                      rule of `pipelines.costs` (`SavedBytes`: each storage once, parameters and
+                      buffers excluded) and charged to the block whose forward saved it first, not
+                      counting the block's input tensor, which is input_saved_bytes: the input's
+                      bytes if this block is the first to save it (0 otherwise). A stage that
+                      starts at this block holds its received input anyway.
     output_bytes      the [T, B, ...] tensor the block hands to the next one (a stage boundary)
 
 Spiking activations are kept for all T steps, so activation and boundary bytes grow linearly
@@ -22,10 +22,8 @@ with T (and with B); parameter bytes do not.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -33,10 +31,8 @@ from torch import Tensor, nn
 from softspike.models.builder import build
 from softspike.models.load import CheckedSpec
 from softspike.models.network import SpikingNetwork
-from softspike.pipelines.plan import PlanError
-
-#: Bytes of optimizer state per parameter byte (Adam: exp_avg and exp_avg_sq).
-ADAM_STATE_FACTOR = 2
+from softspike.pipelines.costs import ADAM_STATE_FACTOR, Clock, SavedBytes, nbytes, storage_bytes, timed
+from softspike.pipelines.planning.document import PlanError
 
 
 @dataclass(frozen=True)
@@ -48,22 +44,15 @@ class BlockCost:
     time_ms: float
     forward_ms: float
     param_bytes: int
+    buffer_bytes: int
     activation_bytes: int
     input_saved_bytes: int
     output_bytes: int
 
     @property
-    def grad_bytes(self) -> int:
-        return self.param_bytes
-
-    @property
-    def optimizer_bytes(self) -> int:
-        return ADAM_STATE_FACTOR * self.param_bytes
-
-    @property
     def state_bytes(self) -> int:
-        """Parameters + gradients + optimizer state: memory held whatever the schedule."""
-        return self.param_bytes + self.grad_bytes + self.optimizer_bytes
+        """Parameters, their gradients, Adam's two moments and the buffers: held whatever the schedule."""
+        return (2 + ADAM_STATE_FACTOR) * self.param_bytes + self.buffer_bytes
 
 
 @dataclass(frozen=True)
@@ -83,36 +72,6 @@ class Profile:
         return self.input_bytes if start == 0 else self.blocks[start - 1].output_bytes
 
 
-def _nbytes(t: Tensor) -> int:
-    return t.numel() * t.element_size()
-
-
-def _state_bytes(module: nn.Module) -> int:
-    return sum(_nbytes(p) for p in module.parameters()) + sum(_nbytes(b) for b in module.buffers())
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-Clock = Literal["wall", "thread"]
-
-
-def clock_ms(clock: Clock = "wall") -> float:
-    """Now, in ms: wall-clock time, or the CPU time of this thread ("thread": unaffected by other
-    processes on a shared machine; equal to wall time for one-threaded CPU work on an idle one)."""
-    return (time.perf_counter() if clock == "wall" else time.thread_time()) * 1e3
-
-
-def _timed(fn: Callable[[], Any], device: torch.device, clock: Clock = "wall") -> float:
-    _sync(device)
-    t0 = clock_ms(clock)
-    fn()
-    _sync(device)
-    return clock_ms(clock) - t0
-
-
 def _block_kind(spec: Any, i: int) -> str:
     layer = spec.layers[i]
     if layer.type == "neuron":
@@ -121,32 +80,18 @@ def _block_kind(spec: Any, i: int) -> str:
 
 
 def _saved_activation_bytes(net: SpikingNetwork, seq: Tensor) -> tuple[list[int], list[int]]:
-    """Per top-level block, in one forward pass (storages deduplicated, parameters excluded): the
-    bytes it saves for backward other than its input, and its input's bytes if it saves it first."""
+    """Per top-level block, in one forward pass (the `costs.SavedBytes` rule): the bytes it saves for
+    backward other than its input, and its input's bytes if it saves it first."""
     blocks = list(net.body)
-    current = [0, 0]  # block index, data_ptr of its input's storage
-    params = {p.untyped_storage().data_ptr() for p in net.parameters()}
-    params |= {b.untyped_storage().data_ptr() for b in net.buffers()}
-    seen: set[int] = set()
-    saved = [0] * len(blocks)
-    input_saved = [0] * len(blocks)
-
-    def pack(t: Tensor) -> Tensor:
-        storage = t.untyped_storage()
-        key = storage.data_ptr()
-        if key not in seen and key not in params and storage.nbytes() > 0:
-            seen.add(key)
-            counter = input_saved if key == current[1] else saved
-            counter[current[0]] += storage.nbytes()
-        return t
-
+    counter = SavedBytes([net])
     x = seq
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with counter.counting():
         for i, block in enumerate(blocks):
-            current[0], current[1] = i, x.untyped_storage().data_ptr()
+            counter.owner, counter.input_key = i, x.untyped_storage().data_ptr()
             x = block(x)
     del x
-    return saved, input_saved
+    return ([counter.by_owner.get(i, 0) for i in range(len(blocks))],
+            [counter.inputs.get(i, 0) for i in range(len(blocks))])
 
 
 def _chained_step(
@@ -163,7 +108,7 @@ def _chained_step(
     for i, block in enumerate(blocks):
         src = x.detach().requires_grad_(i > 0)
         holder: list[Tensor] = []
-        fwd.append(_timed(lambda: holder.append(block(src)), dev, clock))  # noqa: B023 (called at once)
+        fwd.append(timed(lambda: holder.append(block(src)), dev, clock))  # noqa: B023 (called at once)
         srcs.append(src)
         outs.append(holder[0])
         x = holder[0]
@@ -174,7 +119,7 @@ def _chained_step(
             continue
         nxt = srcs[i + 1].grad if i + 1 < len(blocks) else None
         grad = nxt if nxt is not None else torch.ones_like(out)
-        bwd[i] = _timed(lambda: out.backward(grad), dev, clock)  # noqa: B023
+        bwd[i] = timed(lambda: out.backward(grad), dev, clock)  # noqa: B023
     return fwd, bwd
 
 
@@ -205,7 +150,7 @@ def profile_network(
         seq = net.encoder.encode(x, T)
     # What stage 0 holds per micro-batch as its input: the encoded sequence (a constant code may be
     # a broadcast view of the batch: count its storage, not its shape).
-    input_bytes = seq.untyped_storage().nbytes()
+    input_bytes = storage_bytes(seq)
     activations, inputs_saved = _saved_activation_bytes(net, seq)
     blocks = list(net.body)
     fwd_runs: list[list[float]] = [[] for _ in blocks]
@@ -226,8 +171,8 @@ def profile_network(
     costs = [
         BlockCost(
             path=f"layers[{i}]", kind=_block_kind(spec, i), time_ms=min(total_runs[i]), forward_ms=min(fwd_runs[i]),
-            param_bytes=_state_bytes(block), activation_bytes=activations[i], input_saved_bytes=inputs_saved[i],
-            output_bytes=_nbytes(outs[i]),
+            param_bytes=nbytes(block.parameters()), buffer_bytes=nbytes(block.buffers()),
+            activation_bytes=activations[i], input_saved_bytes=inputs_saved[i], output_bytes=nbytes(outs[i]),
         )
         for i, block in enumerate(blocks)
     ]

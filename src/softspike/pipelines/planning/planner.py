@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import torch
 
 from softspike.models.load import CheckedSpec
-from softspike.pipelines.partition import CostTable, Device, Schedule, partition
-from softspike.pipelines.plan import PLAN_FORMAT, PipelinePlan, PlanError, StagePlan, spec_digest
-from softspike.pipelines.profile import Profile, profile_spec
+from softspike.pipelines.planning.document import PLAN_FORMAT, PipelinePlan, PlanError, StagePlan, spec_digest
+from softspike.pipelines.planning.partition import CostTable, Device, Schedule, partition
+from softspike.pipelines.planning.profile import Profile, profile_spec
 
 
 @dataclass(frozen=True)

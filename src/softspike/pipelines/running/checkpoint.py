@@ -16,19 +16,13 @@ from typing import Any
 
 import torch.distributed as dist
 
-from softspike.pipelines.runtime import Layout
+from softspike.pipelines.running.stages import Layout
 from softspike.train.checkpoint import CheckpointError, atomic_write, load_checkpoint, save_checkpoint
-
-MARKER = "distributed.json"
-MARKER_FORMAT = "softspike-distributed-checkpoint/1"
+from softspike.train.recipe import MARKER, MARKER_FORMAT, read_marker, stage_file
 
 
 def layout_record(layout: Layout, mode: str) -> dict[str, Any]:
     return {"mode": mode, "stages": [list(s) for s in layout.stages], "data_parallel": layout.data_parallel}
-
-
-def _file_name(stage: int, replica: int) -> str:
-    return f"stage{stage}-replica{replica}.pt"
 
 
 def save_distributed(folder: Path, step_id: int, layout: Layout, mode: str, stage: int, replica: int,
@@ -37,7 +31,7 @@ def save_distributed(folder: Path, step_id: int, layout: Layout, mode: str, stag
     step_dir = folder / f"step-{step_id:08d}"
     if step_dir.is_symlink():  # planted: the stage files would land in whatever folder it names
         raise CheckpointError(f"{step_dir} is a symbolic link; softspike never writes through one: remove it")
-    save_checkpoint(step_dir / _file_name(stage, replica), state)
+    save_checkpoint(step_dir / stage_file(stage, replica), state)
     dist.barrier()
     if dist.get_rank() == 0:
         marker = {"format": MARKER_FORMAT, "step_dir": step_dir.name, **layout_record(layout, mode)}
@@ -55,11 +49,8 @@ def load_distributed(folder: Path, layout: Layout, mode: str, stage: int, replic
         hint = " (it holds a single-process checkpoint: resume it without --pipeline/--ddp)" if (
             folder / "last.pt").is_file() else ""
         raise CheckpointError(f"no complete multi-process checkpoint in {folder}: {MARKER} is missing{hint}")
-    try:
-        marker = json.loads(marker_path.read_text())
-        step_dir = folder / str(marker["step_dir"])
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise CheckpointError(f"{marker_path}: unreadable ({err})") from None
+    marker = read_marker(folder)
+    step_dir = folder / str(marker["step_dir"])
     want = layout_record(layout, mode)
     have = {k: marker.get(k) for k in want}
     if have != want:
@@ -67,19 +58,4 @@ def load_distributed(folder: Path, layout: Layout, mode: str, stage: int, replic
             f"{folder} was written by a run with layout {have}, this run has {want}; resume with the same "
             "--pipeline plan (and --ddp / process count), or use another --checkpoint directory"
         )
-    return load_checkpoint(step_dir / _file_name(stage, replica))
-
-
-def merged_checkpoint(folder: Path) -> dict[str, Any]:
-    """The last complete multi-process checkpoint of `folder` as one network's checkpoint (replica 0 of every
-    stage; their keys are already the whole network's), e.g. for `softspike evaluate`."""
-    marker_path = folder / MARKER
-    try:
-        marker = json.loads(marker_path.read_text())
-        step_dir, n_stages = folder / str(marker["step_dir"]), len(marker["stages"])
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise CheckpointError(f"{marker_path}: unreadable ({err})") from None
-    parts = [load_checkpoint(step_dir / _file_name(stage, 0)) for stage in range(n_stages)]
-    merged = dict(parts[-1])  # the last stage's log is the one that saw the loss
-    merged["model"] = {k: v for part in parts for k, v in part["model"].items()}
-    return merged
+    return load_checkpoint(step_dir / stage_file(stage, replica))

@@ -1,0 +1,1 @@
+"""Planning a pipeline before training: profile the blocks, split them into stages, write the plan document."""
