@@ -315,7 +315,7 @@ def test_check_command_reports_each_plugin_and_fails_on_a_bad_one(
             registry.neurons.add("half", Half)
     """))
     monkeypatch.syspath_prepend(str(tmp_path))
-    assert main(["check", "my_gates", "--max-examples", "3"]) == 1
+    assert main(["check", "my_gates", "--max-examples", "3", "--no-train"]) == 1
     out = capsys.readouterr().out
     assert "ok   neuron 'half'" in out
     assert "multi-step path: compiled (passed over native" in out or "multi-step path: reference" in out

@@ -76,7 +76,7 @@ def test_a_third_party_neuron_and_surrogate_work_through_the_registry(site: Path
         x = torch.rand(6, 2, 4, requires_grad=True) * 2
         s = node(x)
         s.sum().backward()
-        check_plugin("neuron", "qif", max_examples=10)
+        check_plugin("neuron", "qif", max_examples=10, train=False)  # the training property: izhikevich's test
         check_plugin("surrogate", "gauss", max_examples=10)
         print(json.dumps({"dist": reg.neurons.get("qif").distribution, "gate": reg.surrogates.get("gauss").distribution,
                           "binary": bool(((s == 0) | (s == 1)).all()), "errors": len(reg.errors)}))
@@ -134,7 +134,7 @@ def test_izhikevich_passes_the_conformance_suite_and_trains_from_a_json_spec(sit
         import json, torch, softspike
         from softspike.testing import check_plugin
         reg = softspike.get_registry()
-        check_plugin("neuron", "izhikevich", max_examples=5)
+        check_plugin("neuron", "izhikevich", max_examples=5)  # with the training property (compiled path)
         try:
             reg.neurons.create("izhikevich", c=-40.0, v_peak=-50.0)
             bad = ""

@@ -33,6 +33,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--max-examples", type=int_range(1, 10**6, "max_examples"), default=20,
                    help="hypothesis examples per property (default 20)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--no-train", action="store_true",
+                   help="skip the training property (mnist_fc's network, a few steps; compiles a generic neuron)")
     p.set_defaults(run=run)
 
 
@@ -86,8 +88,8 @@ def _fast_path(reg: Registry, name: str) -> str:
     return chosen.name + (f" (passed over {why})" if why else "")
 
 
-def check(target: str, max_examples: int) -> list[dict[str, Any]]:
-    from softspike.testing import check_plugin
+def check(target: str, max_examples: int, train: bool = True) -> list[dict[str, Any]]:
+    from softspike.testing import ConformanceError, check_plugin
 
     reg, label = _registry_for(target)
     rows = []
@@ -98,9 +100,11 @@ def check(target: str, max_examples: int) -> list[dict[str, Any]]:
             t0 = time.perf_counter()
             row: dict[str, Any] = {"kind": kind, "name": entry.name, "ok": True, "error": ""}
             try:
-                check_plugin(kind, entry.name, max_examples=max_examples, registry=reg)
+                check_plugin(kind, entry.name, max_examples=max_examples, registry=reg, train=train)
                 if kind == "neuron":
                     row["fast_path"] = _fast_path(reg, entry.name)
+            except ConformanceError as err:
+                row.update(ok=False, error=err.message, property=err.prop, counterexample=err.counterexample)
             except Exception as err:  # report every plugin, not only the first failure
                 row["ok"], row["error"] = False, f"{type(err).__name__}: {err}"
             row["seconds"] = round(time.perf_counter() - t0, 2)
@@ -111,7 +115,7 @@ def check(target: str, max_examples: int) -> list[dict[str, Any]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    rows = check(args.target, args.max_examples)
+    rows = check(args.target, args.max_examples, train=not args.no_train)
     failed = [r for r in rows if not r["ok"]]
     if args.json:
         json.dump({"target": args.target, "checked": rows, "failed": len(failed)}, sys.stdout, indent=2)
@@ -121,7 +125,11 @@ def run(args: argparse.Namespace) -> int:
         state = "ok  " if r["ok"] else "FAIL"
         extra = f"; multi-step path: {r['fast_path']}" if r.get("fast_path") else ""
         print(f"{state} {r['kind']} {r['name']!r} ({r['seconds']} s){extra}")
+        if r.get("property"):
+            print(f"     property: {r['property']}")
         if r["error"]:
             print("     " + r["error"].strip().replace("\n", "\n     "))
+        if r.get("counterexample"):
+            print("     " + r["counterexample"].strip().replace("\n", "\n     "))
     print(f"{len(rows) - len(failed)} of {len(rows)} plugins of {args.target} pass the conformance suite")
     return 1 if failed else 0

@@ -56,6 +56,8 @@ class Entry(Generic[T]):
         """A JSON-ready description: kind, name, distribution, parameters with defaults."""
         params = {}
         for fname, f in self.params.model_fields.items():
+            if fname == "type":  # a layer model's own discriminator, not a parameter
+                continue
             params[fname] = {
                 "default": None if f.is_required() else f.get_default(call_default_factory=True),
                 "required": f.is_required(),

@@ -161,7 +161,11 @@ def problems_from(err: ValidationError, data: Any, model_root: Any = None) -> li
         reason = plain_reason(dict(e), parts, fields)
         got = e.get("input")
         shown = ""
-        if e["type"] not in ("missing", "extra_forbidden", "union_tag_invalid", "union_tag_not_found", "too_short"):
+        # A cross-field validator's input is the whole object, which the path already names and its
+        # message already quotes: "(got dict)" would add nothing.
+        whole = e["type"] in ("value_error", "assertion_error") and isinstance(got, dict)
+        if not whole and e["type"] not in ("missing", "extra_forbidden", "union_tag_invalid", "union_tag_not_found",
+                                           "too_short"):
             shown = f" (got {_shown(got)})"
         line = f"{join_path(parts)}: {reason}{shown}"
         if line not in lines:

@@ -3,7 +3,8 @@
 softspike's own tests run it over every registered plugin; a plugin author runs it on theirs:
 
     from softspike.testing import check_plugin
-    check_plugin("neuron", "my_neuron")        # raises AssertionError with the failing example
+    check_plugin("neuron", "my_neuron")        # raises ConformanceError (an AssertionError) naming
+                                               # the property and its minimal failing example
 
 The checks are plain functions of concrete inputs (usable under any test runner); `check_plugin`
 drives them with hypothesis-generated shapes, parameters and finite values.
@@ -24,11 +25,12 @@ from softspike.testing.checks import (
     check_neuron_binary,
     check_surrogate_backward,
 )
-from softspike.testing.runner import check_all, check_plugin, reset_values
+from softspike.testing.runner import ConformanceError, check_all, check_plugin, reset_values
 from softspike.testing.strategies import inputs, params_for, shapes
+from softspike.testing.training import check_trains, training_spec
 
 __all__ = [
-    "check_all", "check_dynamics_gradcheck", "check_encoder_output", "check_fused_matches_reference",
-    "check_multistep_matches_single", "check_neuron_binary", "check_plugin", "check_surrogate_backward", "inputs",
-    "params_for", "reset_values", "shapes",
+    "ConformanceError", "check_all", "check_dynamics_gradcheck", "check_encoder_output",
+    "check_fused_matches_reference", "check_multistep_matches_single", "check_neuron_binary", "check_plugin",
+    "check_surrogate_backward", "check_trains", "inputs", "params_for", "reset_values", "shapes", "training_spec",
 ]

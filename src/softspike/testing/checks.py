@@ -64,10 +64,15 @@ def check_dynamics_gradcheck(dynamics: Dynamics, v: Tensor, x: Tensor, v_rest: f
 def check_fused_matches_reference(neuron: Neuron, x_seq: Tensor, backend: str = "auto") -> str:
     """The multi-step path `backend` picks gives the reference loop's spikes and input gradients.
 
-    Spikes must be equal bit for bit on the native and tensor-op paths (a dynamics that declares a
-    `LinearCharge` must compute exactly that expression); the compiled generic path may differ where
-    H is within float rounding of the threshold. Returns the path taken.
+    A dynamics that declares a `LinearCharge` must compute exactly that expression: its H, θ and
+    state at every step of the reference loop are compared bit for bit with the declared step's
+    (so `x * (1/tau)` for a declared `x / tau` fails, even where no spike flips), and the spikes of
+    the native and tensor-op paths must equal the reference's bit for bit. Input gradients: within
+    rtol 1e-4, atol 2e-5·(1 + max|reference gradient|) (float32 sums in another order). The
+    compiled generic path may differ where H is within float rounding of the threshold: its spikes
+    must agree on more than 99.9% of elements. Returns the path taken.
     """
+    _check_declared_step(neuron, x_seq)
     mode, backend_was = neuron.step_mode, neuron.backend
     try:
         neuron.step_mode = "m"
@@ -97,6 +102,49 @@ def check_fused_matches_reference(neuron: Neuron, x_seq: Tensor, backend: str = 
     finally:
         neuron.step_mode, neuron.backend = mode, backend_was
         neuron.reset()
+
+
+def _check_declared_step(neuron: Neuron, x_seq: Tensor) -> None:
+    """The dynamics' own step equals the step its `LinearCharge` declares, bit for bit, along the
+    reference trajectory (no-op for a dynamics that declares nothing)."""
+    from softspike.core.fused.torch_ops import _Declared
+    from softspike.core.step import resting, step_parts
+
+    decl = neuron.dynamics.linear_charge()
+    if decl is None:
+        return
+    declared = _Declared(decl, decl.k_logit.detach() if decl.k_logit is not None else x_seq.new_zeros(()))
+    name, cfg = type(neuron.dynamics).__name__, neuron.cfg
+    with torch.no_grad():
+        state = resting(neuron.dynamics, cfg, x_seq[0])
+        for t, x in enumerate(x_seq):
+            own = step_parts(neuron.dynamics, cfg, x, state)
+            want = step_parts(declared, cfg, x, state)
+            for what, a, b in (("H", own[0], want[0]), ("the threshold", own[1], want[1])):
+                a, b = torch.as_tensor(a, dtype=x.dtype), torch.as_tensor(b, dtype=x.dtype)
+                if not torch.equal(a.expand_as(x), b.expand_as(x)):
+                    bad = (a.expand_as(x) != b.expand_as(x)).nonzero()[0].tolist()
+                    raise AssertionError(
+                        f"{name}: {what} at step {t} differs from its declared {decl} at index {bad}: "
+                        f"charge gives {a.expand_as(x)[tuple(bad)].item()!r}, the declaration "
+                        f"{b.expand_as(x)[tuple(bad)].item()!r} (a declaring charge must compute the declared "
+                        "expression exactly: write x / tau, not x * (1 / tau))"
+                    )
+            state = own[3]
+    # and its derivatives, which the kernels' hand-written backward takes from the declaration
+    xg = x_seq[0].detach().clone().requires_grad_(True)
+    vg = resting(neuron.dynamics, cfg, xg.detach())["v"].add(0.5).requires_grad_(True)
+    grads = []
+    for dyn in (neuron.dynamics, declared):
+        h, _ = dyn.charge(xg, {**resting(dyn, cfg, xg.detach()), "v": vg}, cfg.v_rest)
+        grads.append(torch.autograd.grad(h.sum(), (xg, vg), allow_unused=True))
+    for what, a, b in zip(("dH/dX", "dH/dV"), *grads):
+        a = torch.zeros_like(xg) if a is None else a
+        b = torch.zeros_like(xg) if b is None else b
+        assert torch.allclose(a, b, rtol=1e-6, atol=0), (
+            f"{name}: {what} of charge is {a.flatten()[:3].tolist()}, its declared {decl} gives "
+            f"{b.flatten()[:3].tolist()}: the charge does not compute the declared expression"
+        )
 
 
 def check_neuron_binary(neuron: Neuron, x_seq: Tensor) -> Tensor:

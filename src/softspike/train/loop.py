@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from softspike.core.fused.compact import compact_saved_spikes
+from softspike.core.registry import Registry
 from softspike.models.builder import build
 from softspike.models.limits import check_memory, machine_memory
 from softspike.models.load import CheckedSpec
@@ -78,14 +79,15 @@ def evaluate(net: SpikingNetwork, split: ArraySplit, batch_size: int = 1000, dev
 
 def fit(checked: CheckedSpec, options: dict[str, Any] | TrainConfig, logdir: str | Path | None = None,
         checkpoint_dir: str | Path | None = None, resume: bool = False, verbose: bool = True,
-        overwrite: bool = False, max_memory: int | None = None) -> dict[str, Any]:
+        overwrite: bool = False, max_memory: int | None = None, registry: Registry | None = None) -> dict[str, Any]:
     """Train the network of `checked`; returns the metrics (also written to logdir/metrics.json).
 
     `verbose` prints one line per epoch; the config's `progress` shows a progress bar. `overwrite`
     lets a new run replace another spec's checkpoint in `checkpoint_dir` (refused otherwise).
     A network whose training step at the batch size would need more than `max_memory` bytes
     (default: the device's memory), or a dataset file larger, is refused (SpecError, DatasetError)
-    before anything is allocated, as `softspike train --max-memory` does."""
+    before anything is allocated, as `softspike train --max-memory` does. `registry` builds the
+    network from another registry than the process's own (the conformance suite's)."""
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir is not None else None
     if resume and ckpt_path is None:
         raise CheckpointError("--resume needs --checkpoint DIR, the directory of the run to continue")
@@ -93,11 +95,12 @@ def fit(checked: CheckedSpec, options: dict[str, Any] | TrainConfig, logdir: str
     claim = (claim_checkpoint_dir(ckpt_path.parent, CHECKPOINT_FILE, spec_text(checked), resume, overwrite)
              if ckpt_path is not None else contextlib.nullcontext())
     with claim:
-        return _fit(checked, options, logdir, ckpt_path, resume, verbose, max_memory)
+        return _fit(checked, options, logdir, ckpt_path, resume, verbose, max_memory, registry)
 
 
 def _fit(checked: CheckedSpec, options: dict[str, Any] | TrainConfig, logdir: str | Path | None,
-         ckpt_path: Path | None, resume: bool, verbose: bool, max_memory: int | None) -> dict[str, Any]:
+         ckpt_path: Path | None, resume: bool, verbose: bool, max_memory: int | None,
+         registry: Registry | None) -> dict[str, Any]:
     stored: dict[str, Any] | None = None
     if resume and ckpt_path is not None:
         stored = validate_checkpoint(load_checkpoint(ckpt_path), ckpt_path, resume=True)
@@ -111,7 +114,7 @@ def _fit(checked: CheckedSpec, options: dict[str, Any] | TrainConfig, logdir: st
     limit = max_memory if max_memory is not None else machine_memory(cfg.device)
     check_memory(checked, cfg.batch_size, limit, "--max-memory SIZE (fit(..., max_memory=BYTES))")
     data = prepare_data(cfg, checked, limit)
-    net = build(checked, max_memory=limit).to(device)
+    net = build(checked, registry, max_memory=limit).to(device)
     opt = make_optimizer(net, cfg)
     steps_per_epoch = math.ceil(len(data.train) / cfg.batch_size)
     sched = make_scheduler(opt, cfg, steps_per_epoch)
@@ -120,7 +123,7 @@ def _fit(checked: CheckedSpec, options: dict[str, Any] | TrainConfig, logdir: st
         log = restore_run(ckpt_path, stored, net, opt, sched)
 
     health = TrainingHealth(net, steps_per_epoch, ckpt_path,
-                            fresh=lambda: build(checked, max_memory=limit).to(device))
+                            fresh=lambda: build(checked, registry, max_memory=limit).to(device))
 
     def save(epoch: int, step: int) -> None:
         health.before_save(epoch, step)  # raises rather than save NaN weights
