@@ -52,17 +52,28 @@ class ConvNet(nn.Module):
 
     def __init__(self, lib: str) -> None:
         super().__init__()
+        self.lib = lib
         self.c1, self.b1, self.n1 = nn.Conv2d(3, 64, 3, padding=1), nn.BatchNorm2d(64), peers.make_neuron(lib)
         conv = spike_conv_class(lib)
         self.c2, self.b2, self.n2 = conv(64, 64, 3, padding=1), nn.BatchNorm2d(64), peers.make_neuron(lib)
         self.fc, self.n3 = spike_linear_class(lib)(64 * 16 * 16, 10), peers.make_neuron(lib)
 
+    def bn_neuron(self, bn: nn.BatchNorm2d, neuron: nn.Module, y: Tensor, T: int, B: int) -> Tensor:
+        """neuron(bn(y)) on [T, B, ...]; softspike runs the pair as one fused op (bn_lif)."""
+        if self.lib == "softspike":
+            from softspike.core.fused.bn_lif import bn_neuron
+
+            fused = bn_neuron(bn, neuron, y.unflatten(0, (T, B)))
+            if fused is not None:
+                return fused
+        y = bn(y)
+        out: Tensor = neuron(y.view(T, B, *y.shape[1:]))
+        return out
+
     def forward(self, x_seq: Tensor) -> Tensor:
         T, B = x_seq.shape[:2]
-        y = self.b1(self.c1(x_seq.flatten(0, 1)))
-        self.hidden = self.n1(y.view(T, B, *y.shape[1:]))
-        y = self.b2(self.c2(self.hidden.flatten(0, 1)))
-        y = self.n2(y.view(T, B, *y.shape[1:]))
+        self.hidden = self.bn_neuron(self.b1, self.n1, self.c1(x_seq.flatten(0, 1)), T, B)
+        y = self.bn_neuron(self.b2, self.n2, self.c2(self.hidden.flatten(0, 1)), T, B)
         y = nn.functional.max_pool2d(y.flatten(0, 1), 2).reshape(T, B, -1)
         return self.n3(self.fc(y))
 
