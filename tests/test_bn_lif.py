@@ -138,3 +138,19 @@ def test_compile_export_and_func() -> None:
     nn.Sequential(*ref)(x).sum().backward()
     for name, p in ref.named_parameters():
         torch.testing.assert_close(grads[name], p.grad, rtol=1e-4, atol=1e-4)
+
+
+def test_hooks_monitors_and_replaced_forwards() -> None:
+    fused = FusingSequential(*_pair(4))
+    x = torch.randn(2, 3, 4, 5, 5)
+    seen: list[torch.Tensor] = []
+    handle = fused[1].register_forward_hook(lambda m, args, out: seen.append(out))
+    assert fusable(fused[0], fused[1], x) is None  # a monitor on the neuron: still fused, still called
+    out = fused(x)
+    assert len(seen) == 1 and seen[0] is out
+    handle.remove()
+    handle = fused[0].register_forward_hook(lambda m, args, out: None)
+    assert "hook" in (fusable(fused[0], fused[1], x) or "")  # the batch norm's output must exist: unfused
+    handle.remove()
+    fused[1].forward = fused[1].multi_step  # a monitor recording V replaces the forward
+    assert "forward" in (fusable(fused[0], fused[1], x) or "")

@@ -212,6 +212,22 @@ def _batch_norm_of(module: nn.Module) -> nn.modules.batchnorm._BatchNorm | None:
     return inner if isinstance(inner, _BATCH_NORMS) and type(inner) in _BATCH_NORMS else None
 
 
+def _hooked(m: nn.Module, forward_hooks: bool = True) -> bool:
+    """Whether m has a hook the fused op would pass over (forward hooks are run: see FusingSequential)."""
+    return bool(m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks or "forward" in m.__dict__
+                or (forward_hooks and m._forward_hooks))
+
+
+def _after_forward(neuron: nn.Module, out: Tensor) -> Tensor:
+    """The neuron's forward hooks (monitors), run on the fused output; their args are empty (the
+    normalised input is never formed)."""
+    for key, hook in list(neuron._forward_hooks.items()):
+        result = hook(neuron, (), {}, out) if key in neuron._forward_hooks_with_kwargs else hook(neuron, (), out)
+        if result is not None:
+            out = result
+    return out
+
+
 def fusable(bn_module: nn.Module, neuron: nn.Module, x: Tensor) -> str | None:
     """None if `bn_neuron` runs this pair fused on x [T, B, C, ...], else why not."""
     from softspike.core.neuron import Neuron
@@ -223,6 +239,8 @@ def fusable(bn_module: nn.Module, neuron: nn.Module, x: Tensor) -> str | None:
         return "batch norm in eval mode, or without running statistics or affine parameters"
     if neuron.step_mode != "m":
         return "the neuron is in single-step mode"
+    if any(_hooked(m) for m in {bn_module, bn}) or _hooked(neuron, forward_hooks=False):
+        return "a hook or a replaced forward on the batch norm, or one that must see the neuron's input"
     if not torch.compiler.is_compiling() and torch._C._are_functorch_transforms_active():
         return "under a torch.func transform"
     if x.device.type != "cpu" or x.dtype != torch.float32 or x.dim() < 3 or x.shape[2] != bn.num_features:
@@ -258,13 +276,14 @@ def bn_neuron(bn_module: nn.Module, neuron: nn.Module, x: Tensor) -> Tensor | No
     neuron.backend_used = "native"
     mean, invstd = batch_stats(x, bn.running_mean, bn.running_var, momentum, float(bn.eps))
     out: Tensor = _BnLif.apply(x, bn.weight, bn.bias, mean, invstd, k_logit(plan, x), *kernel_args(plan, plan.cfg))
-    return out
+    return _after_forward(neuron, out)
 
 
 class FusingSequential(nn.Sequential):
     """`nn.Sequential` that runs each batch norm and the neuron right after it as one fused op where
-    `fusable` allows (training mode, CPU float32, a neuron the native kernels run); modules, parameters
-    and state dict are those of the plain Sequential."""
+    `fusable` allows (training mode, CPU float32, a neuron the native kernels run, no hook on the batch
+    norm); modules, parameters and state dict are those of the plain Sequential. The neuron's forward
+    hooks (firing-rate monitors) still run, on its spikes, with empty args."""
 
     def forward(self, x: Tensor) -> Tensor:
         mods = list(self)
