@@ -58,6 +58,12 @@ class ConvNet(nn.Module):
         conv = spike_conv_class(lib)
         self.c2, self.b2, self.n2 = conv(64, 64, 3, padding=1), nn.BatchNorm2d(64), peers.make_neuron(lib)
         self.fc, self.n3 = spike_linear_class(lib)(64 * 16 * 16, 10), peers.make_neuron(lib)
+        if lib == "softspike":  # the same max-pool, one byte per output kept for backward
+            from softspike.core.fused.spike_pool import SpikeMaxPool2d
+
+            self.pool: nn.Module = SpikeMaxPool2d(2)
+        else:
+            self.pool = nn.MaxPool2d(2)
 
     def bn_neuron(self, bn: nn.BatchNorm2d, neuron: nn.Module, y: Tensor, T: int, B: int) -> Tensor:
         """neuron(bn(y)) on [T, B, ...]; softspike runs the pair as one fused op (bn_lif)."""
@@ -75,7 +81,7 @@ class ConvNet(nn.Module):
         T, B = x_seq.shape[:2]
         self.hidden = self.bn_neuron(self.b1, self.n1, self.c1(x_seq.flatten(0, 1)), T, B)
         y = self.bn_neuron(self.b2, self.n2, self.c2(self.hidden.flatten(0, 1)), T, B)
-        y = nn.functional.max_pool2d(y.flatten(0, 1), 2).reshape(T, B, -1)
+        y = self.pool(y.flatten(0, 1)).reshape(T, B, -1)
         return self.n3(self.fc(y))
 
 

@@ -31,7 +31,8 @@ import torch
 log = logging.getLogger("softspike.fused")
 
 SOURCE = Path(__file__).resolve().parent.parent / "csrc" / "fused_cpu.cpp"
-SOURCES = (SOURCE, SOURCE.parent / "spike_conv.cpp", SOURCE.parent / "bn_lif.cpp")  # one library from these
+SOURCES = (SOURCE, SOURCE.parent / "spike_conv.cpp", SOURCE.parent / "bn_lif.cpp",
+           SOURCE.parent / "spike_pool.cpp")  # one library from these
 # -ffp-contract=off: no fused multiply-add, so forward rounds exactly as PyTorch's separate ops;
 # -fno-trapping-math lets the exp and the selects vectorize (results are unchanged); -fopenmp binds
 # to the libgomp torch has loaded (same soname), so the kernels use torch's thread pool.
