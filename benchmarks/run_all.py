@@ -60,7 +60,7 @@ def heap_in_use() -> int:
     m = _libc.mallinfo2()
     cached = 0
     try:
-        from softspike.core.fused import POOL
+        from softspike.kernels.pool import POOL
 
         cached = POOL.free_bytes
     except ImportError:
@@ -70,7 +70,7 @@ def heap_in_use() -> int:
 
 def clear_pool() -> None:
     try:
-        from softspike.core.fused import POOL
+        from softspike.kernels.pool import POOL
 
         POOL.clear()
     except ImportError:
@@ -178,7 +178,7 @@ def activation_memory(lib: str, kind: str, T: int, B: int) -> int:
     clear_pool()
     before = heap_in_use()
     if lib == "softspike":
-        from softspike.core.fused import compact_saved_spikes
+        from softspike.kernels.bitpack import compact_saved_spikes
 
         with compact_saved_spikes():
             loss = step.forward()  # type: ignore[attr-defined]
@@ -201,7 +201,7 @@ def peak_child(case: str, lib: str) -> None:
     kind, T, B = {"lif": ("lif", 50, 256), "mnist8": ("mlp", 8, 128), "mnist50": ("mlp", 50, 256),
                   "conv": ("conv", 8, 32)}[case]
     if lib == "softspike":
-        from softspike.core.fused import native
+        from softspike.kernels import native
 
         native.load()
     if case == "lif":

@@ -25,11 +25,11 @@ from pydantic import Field
 from torch import nn
 
 from softspike.core.backends import AUTO
-from softspike.core.fused.linear import SpikeLinear
-from softspike.core.fused.spike_conv import SpikeConv2d
 from softspike.core.neuron import assemble
 from softspike.core.params import FLOAT32_TINY
 from softspike.core.registry import Catalog, Registry
+from softspike.kernels.spike_conv import SpikeConv2d
+from softspike.kernels.spike_linear import SpikeLinear
 from softspike.layers import MultiStep
 from softspike.models.base import MAX_SIZE, Size, SpecModel
 from softspike.models.network import Residual as ResidualModule

@@ -12,12 +12,12 @@ every device. The seeds are read by the kernel from the seed tensor (no host rea
 from __future__ import annotations
 
 import torch
-from torch import Tensor
-
 import triton
 import triton.language as tl
-from softspike.core.fused.ops import memory_order
-from softspike.core.fused.sampling import _check, _layout
+from torch import Tensor
+
+from softspike.kernels.common import memory_order
+from softspike.kernels.sampling import _check, _layout
 
 BLOCK = 1024
 

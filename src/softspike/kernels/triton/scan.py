@@ -23,12 +23,13 @@ The gate numbers are those of the CPU kernels (`GATES` of the native ops).
 from __future__ import annotations
 
 import torch
-from torch import Tensor
-
 import triton
 import triton.language as tl
+from torch import Tensor
+
 from softspike.core.errors import KernelInputError
-from softspike.core.fused.ops import N_GATES, _check_lif, check_tensor, memory_order
+from softspike.kernels.common import check_tensor, memory_order
+from softspike.kernels.scan_native import N_GATES, _check_lif
 
 IF, LIF, PLIF = 0, 1, 2
 SIGMOID, ATAN, PIECEWISE_QUADRATIC, FAST_SIGMOID, ERF, TRIANGLE, STRAIGHT_THROUGH = range(7)

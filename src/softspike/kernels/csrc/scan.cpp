@@ -1,7 +1,7 @@
 // Fused multi-step kernels for the linear neurons (IF, LIF, parametric LIF) and Poisson sampling.
 //
 // Plain C++ without torch headers: it builds in seconds with the system compiler and is called
-// through ctypes by the torch.library operators of softspike/core/fused/ops.py, which check the
+// through ctypes by the torch.library operators of softspike/kernels/scan_native.py, which check the
 // arguments (the early returns on empty sizes here are a second line of defence). Data are
 // contiguous float32 [T, M]. Threads come from OpenMP: loaded after torch, the library binds to
 // torch's own libgomp (same soname), so the kernels share torch's thread pool instead of fighting

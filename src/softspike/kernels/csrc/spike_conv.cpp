@@ -1,6 +1,6 @@
 // Convolution of binary (spike) input: forward and weight gradient as sums over the inputs that fired.
 //
-// Called through ctypes by softspike/core/fused/spike_conv.py, which checks the arguments. The input
+// Called through ctypes by softspike/kernels/spike_conv.py, which checks the arguments. The input
 // X [N, C, H, W] (float32, contiguous or channels-last) is first packed to bits by position: for each
 // image and pixel (iy, ix), CW = ceil(C / 64) words whose bit c says that channel c fired. With the
 // geometry g = {N, C, H, W, O, G, KH, KW, sh, sw, ph, pw, dh, dw, OH, OW, cl} (cl: X is channels-last),

@@ -42,9 +42,9 @@ import torch
 from torch import Tensor
 
 from softspike.core.dynamics import Dynamics, State
-from softspike.core.fused.pool import POOL
 from softspike.core.step import FireConfig, neuron_step, resting
 from softspike.core.surrogate import Surrogate
+from softspike.kernels.pool import POOL
 
 log = logging.getLogger("softspike.fused")
 
