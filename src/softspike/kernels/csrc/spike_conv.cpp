@@ -15,17 +15,9 @@
 // channels between threads (a thread owns their rows of dW). Sums run in a fixed order (image,
 // pixel, tap, channel ascending), whatever the thread count.
 
-#include <algorithm>
-#include <cstdint>
-#include <cstring>
-#include <vector>
+#include "softspike.h"
 
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+using namespace ss;
 
 namespace {
 
@@ -36,24 +28,6 @@ struct Geom {
 
 Geom geom_of(const int64_t* g) {
   return Geom{g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9], g[10], g[11], g[12], g[13], g[14], g[15], g[16]};
-}
-
-template <class F>
-void split(int64_t n, int nthreads, F fn) {
-  if (nthreads > n) nthreads = static_cast<int>(n);
-  if (nthreads <= 1) {
-    fn(0, int64_t{0}, n);
-    return;
-  }
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nthreads)
-  {
-    const int r = omp_get_thread_num(), nt = omp_get_num_threads();
-    fn(r, n * r / nt, n * (r + 1) / nt);
-  }
-#else
-  for (int r = 0; r < nthreads; ++r) fn(r, n * r / nthreads, n * (r + 1) / nthreads);
-#endif
 }
 
 // One word of bits from up to 64 floats; sets *bad if any value is neither 0 nor 1 (NaN included).
@@ -194,7 +168,7 @@ int64_t ss_spike_conv_pack(const float* x, const int64_t* g, uint64_t* bits, int
   const int64_t HW = q.H * q.W, CW = q.cw();
   std::vector<int64_t> ones(std::max(nthreads, 1), 0);
   std::vector<char> bad(std::max(nthreads, 1), 0);
-  split(q.N, nthreads, [&](int slot, int64_t first, int64_t last) {
+  par_for(q.N, nthreads, [&](int slot, int64_t first, int64_t last) {
     bool b = false;
     int64_t count = 0;
     for (int64_t n = first; n < last; ++n) {
@@ -253,7 +227,7 @@ void ss_spike_conv_forward(const uint64_t* bits, const int64_t* g, const float* 
   constexpr int64_t kChunk = 256;  // outputs accumulated at a time
 #if defined(__AVX512F__)
   if (PixelFn fn = pixel_fn(Og)) {
-    split(q.N * q.OH, nthreads, [&](int, int64_t first, int64_t last) {
+    par_for(q.N * q.OH, nthreads, [&](int, int64_t first, int64_t last) {
       for (int64_t r = first; r < last; ++r) {
         const uint64_t* bits_n = bits + (r / q.OH) * q.H * q.W * CW;
         for (int64_t ox = 0; ox < q.OW; ++ox)
@@ -264,7 +238,7 @@ void ss_spike_conv_forward(const uint64_t* bits, const int64_t* g, const float* 
     return;
   }
 #endif
-  split(q.N * q.OH, nthreads, [&](int, int64_t first, int64_t last) {
+  par_for(q.N * q.OH, nthreads, [&](int, int64_t first, int64_t last) {
     float acc[kChunk];
     for (int64_t r = first; r < last; ++r) {
       const int64_t n = r / q.OH, oy = r % q.OH;
@@ -301,7 +275,7 @@ void ss_spike_conv_wgrad(const uint64_t* bits, const int64_t* g, const float* gy
   // A thread owns the input channels [first, last): their rows of dW are its alone.
 #if defined(__AVX512F__)
   if (WgradFn fn = wgrad_fn(Og)) {
-    split(q.C, nthreads, [&](int, int64_t first, int64_t last) {
+    par_for(q.C, nthreads, [&](int, int64_t first, int64_t last) {
       for (int64_t r = 0; r < q.N * q.OH; ++r) {
         const uint64_t* bits_n = bits + (r / q.OH) * q.H * q.W * CW;
         for (int64_t ox = 0; ox < q.OW; ++ox)
@@ -312,7 +286,7 @@ void ss_spike_conv_wgrad(const uint64_t* bits, const int64_t* g, const float* gy
     return;
   }
 #endif
-  split(q.C, nthreads, [&](int, int64_t first, int64_t last) {
+  par_for(q.C, nthreads, [&](int, int64_t first, int64_t last) {
     for (int64_t r = 0; r < q.N * q.OH; ++r) {
       const int64_t n = r / q.OH, oy = r % q.OH;
       for (int64_t ox = 0; ox < q.OW; ++ox) {
