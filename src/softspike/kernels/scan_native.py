@@ -63,6 +63,19 @@ def _k(w: Tensor, dyn: int) -> float:
     return float(torch.sigmoid(w.detach()).reshape(())) if dyn == DYNAMICS["plif"] else 0.0
 
 
+def check_backward_args(grad: Tensor, x: Tensor, w: Tensor, dyn: int, tau: float, v_rest: float,
+                        v_threshold: float, v_reset: float, gate: int, alpha: float, width: float) -> None:
+    """The checks of `lif_multistep_backward`'s arguments, on every device's implementation."""
+    op = "lif_multistep_backward"
+    _check_lif(op, x, w, dyn, tau, {"v_rest": v_rest, "v_threshold": v_threshold, "v_reset": v_reset,
+                                    "alpha": alpha, "width": width})
+    check_tensor(op, "grad", grad)
+    if grad.shape != x.shape:
+        raise KernelInputError(f"softspike::{op}: grad has shape {list(grad.shape)}, x has {list(x.shape)}")
+    if not 0 <= gate < N_GATES:
+        raise KernelInputError(f"softspike::{op}: gate must be a compiled gate id in [0, {N_GATES}), got {gate}")
+
+
 @torch.library.custom_op("softspike::lif_multistep", mutates_args=(), device_types="cpu")
 def lif_multistep(
     x: Tensor, w: Tensor, dyn: int, tau: float, v_rest: float, v_threshold: float, v_reset: float, hard: bool,
@@ -107,13 +120,7 @@ def lif_multistep_backward(
     BPTT with ∂S/∂H = σ'(H - V_th) of gate `gate` (parameters alpha, width), H recomputed from x.
     """
     op = "lif_multistep_backward"
-    _check_lif(op, x, w, dyn, tau, {"v_rest": v_rest, "v_threshold": v_threshold, "v_reset": v_reset,
-                                    "alpha": alpha, "width": width})
-    check_tensor(op, "grad", grad)
-    if grad.shape != x.shape:
-        raise KernelInputError(f"softspike::{op}: grad has shape {list(grad.shape)}, x has {list(x.shape)}")
-    if not 0 <= gate < N_GATES:
-        raise KernelInputError(f"softspike::{op}: gate must be a compiled gate id in [0, {N_GATES}), got {gate}")
+    check_backward_args(grad, x, w, dyn, tau, v_rest, v_threshold, v_reset, gate, alpha, width)
     if straight and not detach:
         raise KernelInputError(f"softspike::{op}: the CPU kernels have no straight-through reset gradient")
     perm = memory_order(x, lead=1)
@@ -216,8 +223,9 @@ torch.library.register_vmap("softspike::lif_multistep_backward", _lif_backward_v
 # -- what a neuron asks of these kernels --------------------------------------------------------
 
 
-def supports(plan: Plan | None, cfg: FireConfig, x: Tensor) -> str | None:
-    """None if the kernels can run this case, else why not."""
+def declared_reason(plan: Plan | None, cfg: FireConfig) -> str | None:
+    """None if these kernels' numbering covers the neuron (a linear charge without adaptation, a gate
+    with a kernel number), else why not; every device's implementation of the ops asks this first."""
     if plan is None:
         return "the dynamics declares no linear charge"
     if plan.charge.adaptation is not None:
@@ -225,6 +233,14 @@ def supports(plan: Plan | None, cfg: FireConfig, x: Tensor) -> str | None:
     gate = cfg.surrogate.kernel()
     if gate is None or gate.name not in GATES:
         return f"no compiled gate for {type(cfg.surrogate).__name__}"
+    return None
+
+
+def supports(plan: Plan | None, cfg: FireConfig, x: Tensor) -> str | None:
+    """None if the CPU kernels can run this case, else why not."""
+    why = declared_reason(plan, cfg)
+    if why is not None:
+        return why
     if cfg.reset_grad != "surrogate" and not cfg.detach_reset:
         return f"reset_grad={cfg.reset_grad!r} runs on the tensor-op path"
     if x.device.type != "cpu" or x.dtype != torch.float32:

@@ -60,7 +60,7 @@ def install() -> str | None:
 
 def supports(dynamics: Dynamics, cfg: FireConfig, x: Tensor) -> str | None:
     """None if the Triton scan runs this layer, else why not."""
-    from softspike.kernels.scan_native import GATES
+    from softspike.kernels.scan_native import declared_reason
     from softspike.kernels.scan_torch import plan_for
 
     if x.device.type != "cuda":
@@ -70,15 +70,7 @@ def supports(dynamics: Dynamics, cfg: FireConfig, x: Tensor) -> str | None:
         return why
     if x.dtype not in DTYPES:
         return f"the Triton kernels take float32, float16 or bfloat16, got {x.dtype}"
-    plan = plan_for(dynamics, cfg)
-    if plan is None:
-        return "the dynamics declares no linear charge"
-    if plan.charge.adaptation is not None:
-        return "an adaptive threshold runs on the tensor-op path"
-    gate = cfg.surrogate.kernel()
-    if gate is None or gate.name not in GATES:
-        return f"no kernel for the gate {type(cfg.surrogate).__name__}"
-    return None
+    return declared_reason(plan_for(dynamics, cfg), cfg)
 
 
 def run(dynamics: Dynamics, cfg: FireConfig, x: Tensor) -> Tensor:
