@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-log = logging.getLogger("softspike.fused")
+log = logging.getLogger("softspike.kernels")
 
 CSRC = Path(__file__).resolve().parent / "csrc"
 #: The library's sources (each .cpp a translation unit, built into one library) and the headers they share.

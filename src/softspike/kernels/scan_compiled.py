@@ -46,7 +46,7 @@ from softspike.core.step import FireConfig, neuron_step, resting
 from softspike.core.surrogate import Surrogate
 from softspike.kernels.pool import POOL
 
-log = logging.getLogger("softspike.fused")
+log = logging.getLogger("softspike.kernels")
 
 #: Below this many elements per time step, the seconds a compile costs are never paid back (and
 #: every new parameter value recompiles): `backend="auto"` then runs the reference loop.

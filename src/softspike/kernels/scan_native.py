@@ -149,9 +149,6 @@ def _(grad: Tensor, x: Tensor, w: Tensor, dyn: int, tau: float, v_rest: float, v
     return gx, x.new_empty((), dtype=torch.float64)
 
 
-_LIF_ARGS = ("dyn", "tau", "v_rest", "v_threshold", "v_reset", "hard", "detach", "gate", "alpha", "width", "straight")
-
-
 def _lif_setup(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
     x, w = inputs[0], inputs[1]
     ctx.save_for_backward(x, w)

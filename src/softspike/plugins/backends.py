@@ -1,8 +1,8 @@
 """softspike's own backends for the multi-step scan, registered through the plugin hook like a third party's.
 
-    native      the C++ CPU kernels (`torch.ops.softspike.lif_multistep`)
-    torch       the scan in tensor ops with a hand-written BPTT (any device and dtype)
-    compiled    torch.compile of one step for any dynamics (`generic`)
+    native      the C++ CPU kernels (`torch.ops.softspike.lif_multistep`, `softspike.kernels.scan_native`)
+    torch       the scan in tensor ops with a hand-written BPTT, any device and dtype (`softspike.kernels.scan_torch`)
+    compiled    torch.compile of one step for any dynamics (`softspike.kernels.scan_compiled`)
     reference   the per-step autograd loop every other backend is checked against
     triton      the Triton kernels on CUDA tensors (`softspike.kernels.triton`)
 """

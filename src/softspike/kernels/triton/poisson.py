@@ -5,7 +5,7 @@ Element i of step t spikes when u(t, i) < x[i] (x compared in float32), with
     (lo, hi) = the low and high 32 bits of t·M;  h = fmix32((lo + i) ^ s0);  h = fmix32(h ^ fmix32(hi ^ s1))
     u = (h >> 8)·2⁻²⁴
 
-exactly as `softspike.core.fused.sampling` documents it, so the same seed gives the same spikes on
+exactly as `softspike.kernels.sampling` documents it, so the same seed gives the same spikes on
 every device. The seeds are read by the kernel from the seed tensor (no host read).
 """
 
