@@ -13,10 +13,9 @@ import torch
 from torch import Tensor
 
 import softspike
-from softspike.core.backends import backend_info
 from softspike.core.dynamics import Dynamics, State
 from softspike.core.neuron import Neuron
-from softspike.core.registry import load_registry
+from softspike.core.registry import backend_info, load_registry
 from softspike.kernels import native, scan_compiled
 from softspike.plugins import surrogates as sg
 from softspike.plugins.neurons import LIF, CubaLIF

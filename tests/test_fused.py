@@ -8,11 +8,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch import Tensor
 
-from softspike.core.backends import BackendError, backend_info
+from softspike.core.backends import BackendError
 from softspike.core.dynamics import Dynamics, State
 from softspike.core.errors import UnknownPluginError
 from softspike.core.neuron import Neuron
-from softspike.core.registry import get_registry
+from softspike.core.registry import backend_info, get_registry
 from softspike.core.surrogate import Surrogate
 from softspike.kernels import native
 from softspike.plugins import surrogates as sg

@@ -66,7 +66,7 @@ def _parse_shape(text: str) -> tuple[int, ...]:
 
 def collect(args: argparse.Namespace | None = None) -> dict[str, Any]:
     import softspike
-    from softspike.core.backends import backend_info
+    from softspike.core.registry import backend_info
 
     registry = softspike.get_registry()
     layer = x = None
