@@ -14,6 +14,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
+
 import softspike
 
 SRC = Path(softspike.__file__).parent
@@ -117,6 +119,7 @@ print(json.dumps(found))
 LATE_BACK_EDGES = {("softspike.core.neuron", "softspike.core.registry")}
 
 
+@pytest.mark.slow  # a child Python (make test-fast leaves it out)
 def test_each_core_module_alone_loads_no_kernel_and_no_plugin() -> None:
     modules = sorted(m for m in _graph(("core",)) if m != "softspike.core")
     assert {"softspike.core.neuron", "softspike.core.backends", "softspike.core.step"} <= set(modules)
