@@ -46,12 +46,17 @@ def write_data(path: Path) -> None:
     np.savez(path, x_train=x[:128], y_train=y[:128], x_test=x[128:], y_test=y[128:])
 
 
+def write_files(folder: Path) -> Path:
+    """The spec, its data and a 2-stage plan (cut after block 4) in `folder`."""
+    (folder / "spec.json").write_text(json.dumps(SPEC))
+    write_data(folder / "d.npz")
+    write_plan(folder / "plan.json", SPEC, 4)
+    return folder
+
+
 @pytest.fixture()
 def files(tmp_path: Path) -> Path:
-    (tmp_path / "spec.json").write_text(json.dumps(SPEC))
-    write_data(tmp_path / "d.npz")
-    write_plan(tmp_path / "plan.json", SPEC, 4)
-    return tmp_path
+    return write_files(tmp_path)
 
 
 def _train(files: Path, *extra: str) -> list[str]:
