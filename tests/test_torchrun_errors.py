@@ -87,8 +87,10 @@ def test_a_quiet_rank_the_agent_does_not_stop_says_its_own_error(tmp_path: Path,
 
 def test_outside_a_job_errors_are_said_as_ever(capsys: pytest.CaptureFixture[str],
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("RANK", ranks.ERROR_FILE_ENV, "TORCHELASTIC_RUN_ID"):
+    for name in ("RANK", "WORLD_SIZE", ranks.ERROR_FILE_ENV, "TORCHELASTIC_RUN_ID"):
         monkeypatch.delenv(name, raising=False)
+    assert ranks.launched_rank() is None
+    monkeypatch.setenv("RANK", "1")  # without WORLD_SIZE, not a job's rank
     assert ranks.launched_rank() is None
     assert ranks.fail("softspike train: error: x", 2) == 2
     assert capsys.readouterr().err == "softspike train: error: x\n"

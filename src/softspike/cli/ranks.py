@@ -30,9 +30,12 @@ QUIET_WAIT_S = 30.0
 
 
 def launched_rank() -> int | None:
-    """This process's rank in a job started by torchrun or torch's elastic launcher; None outside one."""
+    """This process's rank in a job (torchrun, torch's elastic launcher, or a scheduler that sets RANK
+    and WORLD_SIZE as they do); None outside one."""
     rank = os.environ.get("RANK")
-    return int(rank) if rank is not None and rank.isdigit() else None
+    if rank is None or not rank.isdigit() or "WORLD_SIZE" not in os.environ:
+        return None
+    return int(rank)
 
 
 def record(message: str) -> None:
