@@ -100,18 +100,23 @@ void pixel_sum(const Geom& q, const uint64_t* bits_n, int64_t oy, int64_t ox, in
   for (int v = 0; v < V; ++v) _mm512_storeu_ps(out + 16 * v, acc[v]);
 }
 
+// The output widths Og = 16·V the AVX-512 paths are instantiated for (V vectors held in registers);
+// another width takes the generic loop.
+#define SS_TILE_CASES(FN) \
+  case 16: return FN<1>;  \
+  case 32: return FN<2>;  \
+  case 48: return FN<3>;  \
+  case 64: return FN<4>;  \
+  case 96: return FN<6>;  \
+  case 128: return FN<8>; \
+  case 192: return FN<12>; \
+  case 256: return FN<16>;
+
 using PixelFn = void (*)(const Geom&, const uint64_t*, int64_t, int64_t, int64_t, const float*, const float*, float*);
 
 PixelFn pixel_fn(int64_t Og) {
   switch (Og) {
-    case 16: return pixel_sum<1>;
-    case 32: return pixel_sum<2>;
-    case 48: return pixel_sum<3>;
-    case 64: return pixel_sum<4>;
-    case 96: return pixel_sum<6>;
-    case 128: return pixel_sum<8>;
-    case 192: return pixel_sum<12>;
-    case 256: return pixel_sum<16>;
+    SS_TILE_CASES(pixel_sum)
     default: return nullptr;
   }
 }
@@ -145,14 +150,7 @@ using WgradFn = void (*)(const Geom&, const uint64_t*, int64_t, int64_t, int64_t
 
 WgradFn wgrad_fn(int64_t Og) {
   switch (Og) {
-    case 16: return pixel_wgrad<1>;
-    case 32: return pixel_wgrad<2>;
-    case 48: return pixel_wgrad<3>;
-    case 64: return pixel_wgrad<4>;
-    case 96: return pixel_wgrad<6>;
-    case 128: return pixel_wgrad<8>;
-    case 192: return pixel_wgrad<12>;
-    case 256: return pixel_wgrad<16>;
+    SS_TILE_CASES(pixel_wgrad)
     default: return nullptr;
   }
 }
