@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from accuracy_mnist import ROOT, plot, train
 
-from softspike.core.fused import compact_saved_spikes
+from softspike.kernels.bitpack import compact_saved_spikes
 from softspike.models import build, load_spec
 
 TARGET = 0.993

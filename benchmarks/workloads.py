@@ -19,7 +19,7 @@ from torch import Tensor, nn
 def spike_linear_class(lib: str) -> type[nn.Linear]:
     """Layers whose input is spikes: softspike's SpikeLinear (sparse, same parameters), else nn.Linear."""
     if lib == "softspike":
-        from softspike.core.fused import SpikeLinear
+        from softspike.kernels.spike_linear import SpikeLinear
 
         return SpikeLinear
     return nn.Linear
@@ -28,7 +28,7 @@ def spike_linear_class(lib: str) -> type[nn.Linear]:
 def spike_conv_class(lib: str) -> type[nn.Conv2d]:
     """Conv layers whose input is spikes: softspike's SpikeConv2d (sparse, same parameters), else nn.Conv2d."""
     if lib == "softspike":
-        from softspike.core.fused.spike_conv import SpikeConv2d
+        from softspike.kernels.spike_conv import SpikeConv2d
 
         return SpikeConv2d
     return nn.Conv2d
@@ -59,7 +59,7 @@ class ConvNet(nn.Module):
         self.c2, self.b2, self.n2 = conv(64, 64, 3, padding=1), nn.BatchNorm2d(64), peers.make_neuron(lib)
         self.fc, self.n3 = spike_linear_class(lib)(64 * 16 * 16, 10), peers.make_neuron(lib)
         if lib == "softspike":  # the same max-pool, one byte per output kept for backward
-            from softspike.core.fused.spike_pool import SpikeMaxPool2d
+            from softspike.kernels.spike_pool import SpikeMaxPool2d
 
             self.pool: nn.Module = SpikeMaxPool2d(2)
         else:
@@ -68,7 +68,7 @@ class ConvNet(nn.Module):
     def bn_neuron(self, bn: nn.BatchNorm2d, neuron: nn.Module, y: Tensor, T: int, B: int) -> Tensor:
         """neuron(bn(y)) on [T, B, ...]; softspike runs the pair as one fused op (bn_lif)."""
         if self.lib == "softspike":
-            from softspike.core.fused.bn_lif import bn_neuron
+            from softspike.kernels.bn_lif import bn_neuron
 
             fused = bn_neuron(bn, neuron, y.unflatten(0, (T, B)))
             if fused is not None:
@@ -232,7 +232,7 @@ def make_step(lib: str, kind: str, T: int, B: int) -> tuple[Callable[[], float],
     def step() -> float:
         opt.zero_grad(set_to_none=True)
         if lib == "softspike":
-            from softspike.core.fused import compact_saved_spikes
+            from softspike.kernels.bitpack import compact_saved_spikes
 
             with compact_saved_spikes():
                 loss = forward()

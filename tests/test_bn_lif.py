@@ -12,9 +12,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
 
-from softspike.core.fused import native
-from softspike.core.fused.bn_lif import FusingSequential, fusable
 from softspike.core.neuron import Neuron
+from softspike.kernels import native
+from softspike.kernels.bn_lif import FusingSequential, fusable
 from softspike.layers import MultiStep
 from softspike.models import build, load_spec
 from softspike.plugins.neurons import IF, LIF, ParametricLIF

@@ -17,9 +17,10 @@ import torch
 from torch import Tensor
 
 from softspike.core.errors import KernelInputError
-from softspike.core.fused import SpikeLinear, native
-from softspike.core.fused.compact import pack_spikes, unpack_spikes
 from softspike.core.neuron import Neuron
+from softspike.kernels import native
+from softspike.kernels.bitpack import pack_spikes, unpack_spikes
+from softspike.kernels.spike_linear import SpikeLinear
 from softspike.neuron import LIFNode
 from softspike.plugins import surrogates as sg
 from softspike.plugins.encoders import LatencyEncoder, PoissonEncoder
@@ -90,6 +91,7 @@ def test_empty_batch_spec_network_in_process() -> None:
     out.sum().backward()
 
 
+@pytest.mark.slow  # a child process
 def test_empty_batch_spec_network_does_not_kill_the_interpreter() -> None:
     """The case that died with SIGFPE (exit 136) before the ops guarded empty input."""
     code = (

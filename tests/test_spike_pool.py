@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
 
-from softspike.core.fused import native
-from softspike.core.fused.spike_pool import SpikeMaxPool2d
+from softspike.kernels import native
+from softspike.kernels.spike_pool import SpikeMaxPool2d
 
 pytestmark = pytest.mark.skipif(native.load() is None, reason="the compiled kernels are not available here")
 

@@ -12,8 +12,8 @@ from typing import Any
 
 from torch import nn
 
-from softspike.core.fused.bn_lif import FusingSequential
 from softspike.core.registry import Registry, get_registry
+from softspike.kernels.bn_lif import FusingSequential
 from softspike.models.errors import join_path
 from softspike.models.layers import BuildContext, instantiate
 from softspike.models.limits import check_weights, estimate

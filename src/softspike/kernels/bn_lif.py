@@ -30,20 +30,10 @@ import torch
 from torch import Tensor, nn
 
 from softspike.core.errors import KernelInputError
-from softspike.core.fused import native
-from softspike.core.fused.native_ops import kernel_args
-from softspike.core.fused.ops import (
-    DYNAMICS,
-    _check_lif,
-    _k,
-    check_tensor,
-    lib,
-    lif_multistep_backward,
-    memory_order,
-    pooled_like,
-    ptr,
-)
-from softspike.core.fused.torch_ops import k_logit, plan_for
+from softspike.kernels import native
+from softspike.kernels.common import check_tensor, lib, memory_order, pooled_like, ptr
+from softspike.kernels.scan_native import DYNAMICS, _check_lif, _k, kernel_args, lif_multistep_backward
+from softspike.kernels.scan_torch import k_logit, plan_for
 
 _i64, _f32, _i32, _p = ctypes.c_int64, ctypes.c_float, ctypes.c_int, ctypes.c_void_p
 _SIGNATURES = {

@@ -1,34 +1,26 @@
 // Batch norm (training mode) fused into the linear-neuron scan that follows it.
 //
-// Called through ctypes by softspike/core/fused/bn_lif.py, which checks the arguments and computes
+// Called through ctypes by softspike/kernels/bn_lif.py, which checks the arguments and computes
 // the batch statistics (torch's own reduction, so the running statistics are updated exactly as
 // nn.BatchNorm2d updates them). X is float32 [T, M] in memory with M = outer · C · inner: the channel
 // of element j of a time step's row is (j / inner) % C (inner = H·W for NCHW, 1 for channels-last).
 // With a[c] = γ·invstd and b[c] = β − mean·a (batch norm's own affine terms),
 //
 //     forward    Xn = X·a + b, then the scan H = f(V, Xn), S = Θ(H − V_th), reset: X read once, S written
-//     backward   the scan's BPTT gives g = dL/dXn (the kernels of fused_cpu.cpp, on Xn rebuilt by
+//     backward   the scan's BPTT gives g = dL/dXn (the kernels of scan.cpp, on Xn rebuilt by
 //                bn_affine); bn_grad_sums reduces Σg and Σg·(X − mean) per channel; bn_grad_apply turns g
 //                into dL/dX = a·(g − Σg/N − (X − mean)·invstd²·Σg(X − mean)/N) in place.
 //
-// The forward's arithmetic is the scan kernel's (fused_cpu.cpp, -ffp-contract=off) and batch norm's
+// The forward's arithmetic is the scan kernel's (scan.cpp, -ffp-contract=off) and batch norm's
 // (x·a + b, two roundings), so its spikes are those of nn.BatchNorm2d followed by the neuron.
 
 #include <cstddef>
 #include <cstdint>
 #include <vector>
 
-namespace {
+#include "softspike.h"
 
-// Runs fn(r, first, last) for r = 0..parts-1 over [0, n) split in `parts` contiguous ranges, one per
-// OpenMP thread (a plain loop without OpenMP).
-template <class F>
-void parallel(int64_t n, int parts, F fn) {
-  if (parts > n) parts = static_cast<int>(n);
-  if (parts < 1) parts = 1;
-#pragma omp parallel for num_threads(parts) schedule(static, 1)
-  for (int r = 0; r < parts; ++r) fn(r, n * r / parts, n * (r + 1) / parts);
-}
+namespace {
 
 constexpr int64_t kBlock = 4096;  // neurons per block: V, a and b rows stay in L1/L2
 
@@ -54,7 +46,7 @@ void affine_rows(const Layout& L, const float* a, const float* b, int64_t i0, in
 template <class F>
 void over_runs(const Layout& L, int nthreads, F fn) {
   const int64_t rows = L.T * (L.M / (L.C * L.inner));
-  parallel(rows, nthreads, [&](int r, int64_t first, int64_t last) {
+  ss::par_for(rows, nthreads, [&](int r, int64_t first, int64_t last) {
     for (int64_t row = first; row < last; ++row) {
       const int64_t base = row * L.C * L.inner;
       if (L.inner == 1) {
@@ -100,7 +92,7 @@ void scan_any(bool hard, const Layout& L, const float* x, float* s, const float*
 template <class F>
 void over_blocks(const Layout& L, const float* a, const float* b, int nthreads, F fn) {
   const int64_t nblocks = (L.M + kBlock - 1) / kBlock;
-  parallel(nblocks, nthreads, [&](int, int64_t first, int64_t last) {
+  ss::par_for(nblocks, nthreads, [&](int, int64_t first, int64_t last) {
     std::vector<float> sa(kBlock), sb(kBlock), v(kBlock);
     for (int64_t blk = first; blk < last; ++blk) {
       const int64_t i0 = blk * kBlock, n = i0 + kBlock <= L.M ? kBlock : L.M - i0;

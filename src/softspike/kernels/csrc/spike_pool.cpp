@@ -1,7 +1,7 @@
 // Max pooling (no padding, dilation 1) that keeps, per output, the window position of its maximum
 // as one byte, where nn.MaxPool2d keeps an int64 index: 8x less memory for backward.
 //
-// Called through ctypes by softspike/core/fused/spike_pool.py, which checks the arguments. Tensors
+// Called through ctypes by softspike/kernels/spike_pool.py, which checks the arguments. Tensors
 // are [N, C, H, W] addressed by their strides (contiguous or channels-last alike); g = {N, C, H, W,
 // OH, OW, kh, kw, sh, sw}. The maximum is the first largest value in row-major window order, a NaN
 // winning as in PyTorch, so outputs and the routed gradients are bit for bit nn.MaxPool2d's. On

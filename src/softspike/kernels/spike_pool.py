@@ -18,8 +18,8 @@ import torch
 from torch import Tensor, nn
 
 from softspike.core.errors import KernelInputError
-from softspike.core.fused import native
-from softspike.core.fused.ops import check_tensor, lib, ptr
+from softspike.kernels import native
+from softspike.kernels.common import check_tensor, lib, ptr
 
 _p, _i32 = ctypes.c_void_p, ctypes.c_int
 _SIGNATURES = {
