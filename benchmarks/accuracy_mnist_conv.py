@@ -6,9 +6,9 @@ of test accuracy against training time. Target: >= 99.3 % test accuracy within -
 on two CPU threads. Run with `make bench-accuracy-conv`.
 
 Recipe: Adam, lr 2e-3 decayed to 0 by a cosine schedule over all steps, batch 128, cross-entropy on
-the rate readout, training images shifted by up to 2 pixels. Before training, a probe of a few steps
-estimates the epoch time; if --epochs would not fit the budget, fewer epochs are run (the schedule
-then spans those) and the script says so.
+the rate readout, training images shifted by up to 2 pixels, 4 epochs. Before training, a probe of a
+few steps estimates the epoch time and warns if the run would not fit the budget; it does not change
+the epochs (a seeded run is the same whatever the machine's load). The verdict counts the wall time.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -47,10 +48,13 @@ def epoch_seconds(spec: str, batch_size: int, probe_steps: int = 6) -> float:
         opt.step()
 
     step()  # first-use costs (kernel build, buffers)
-    t0 = time.perf_counter()
+    step()
+    times = []
     for _ in range(probe_steps):
+        t0 = time.perf_counter()
         step()
-    per_step = (time.perf_counter() - t0) / probe_steps
+        times.append(time.perf_counter() - t0)
+    per_step = statistics.median(times)  # a step slowed by another job does not decide the epochs
     # Evaluation: forward only (about a third of a training step) over the test set.
     return per_step * (math.ceil(TRAIN_IMAGES / batch_size) + TEST_IMAGES / batch_size / 3)
 
@@ -59,8 +63,9 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--spec", default="mnist_conv")
     p.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
-    p.add_argument("--epochs", type=int, default=6, help="epochs to train, fewer if the budget needs it")
-    p.add_argument("--budget-min", type=float, default=15.0, help="time budget in minutes (0: no limit)")
+    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--budget-min", type=float, default=15.0, help="the time the run must fit, in minutes: a "
+                   "longer run is reported OVER BUDGET (0: no limit)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--schedule", default="cosine")
@@ -84,8 +89,9 @@ def main() -> int:
         estimate *= args.train_subset / TRAIN_IMAGES
     print(f"estimated epoch time {estimate / 60:.1f} min on {args.threads} threads", flush=True)
     if args.budget_min > 0 and epochs * estimate > args.budget_min * 60:
-        epochs = max(1, int(args.budget_min * 60 // estimate))
-        print(f"{args.epochs} epochs would not fit {args.budget_min:g} min: training {epochs}", flush=True)
+        # Warned, not cut: a seeded run trains the same epochs whatever the machine's load.
+        print(f"warning: {epochs} epochs at this rate would take {epochs * estimate / 60:.0f} min, over the "
+              f"{args.budget_min:g} min budget (another job on the machine?)", flush=True)
     checked = load_spec(args.spec)
     options = {
         "dataset": "mnist", "data_root": str(root), "download": download, "epochs": epochs,
@@ -99,7 +105,7 @@ def main() -> int:
     spec = checked.spec
     title = (f"{spec.name}: T={spec.T}, seed {args.seed}, Adam {args.lr:g} {args.schedule}, batch {args.batch_size}, "
              f"shift {args.augment_shift} px\n{len(history)} epochs, {wall / 60:.1f} min on {args.threads} CPU threads")
-    plot(history, Path(args.plot), title, target=TARGET, low=97, by_time=True)
+    plot(history, Path(args.plot), title, target=TARGET, low=95, by_time=True)
     in_budget = args.budget_min <= 0 or wall <= args.budget_min * 60
     summary = {"spec": spec.name, "options": options, "final_test_accuracy": final, "best_test_accuracy": best,
                "epochs": len(history), "wall_time_s": wall, "estimated_epoch_s": estimate, "threads": args.threads,
