@@ -96,8 +96,25 @@ def _(x: Tensor, T: int, seed: Tensor) -> Tensor:
     return torch.empty_permuted((T, *x.shape), _layout(x), dtype=x.dtype, device=x.device)
 
 
+def draw_seed(device: torch.device) -> Tensor:
+    """The two seeds of a `poisson` call, drawn from torch's global CPU generator (so that a seed gives
+    the same spikes on every device), as an int64 tensor of 2 on `device`. For a GPU they go through
+    pinned memory without blocking: a plain host-to-device copy would synchronise at every call. This
+    2-element CPU tensor is the one the fake-CUDA suite allows (softspike.testing.devices)."""
+    seed = torch.randint(0, 2**32, (2,), dtype=torch.int64)
+    if device.type == "cpu":
+        return seed
+    if device.type != "cuda":
+        return seed.to(device)
+    host = torch.empty(2, dtype=torch.int64, pin_memory=True)
+    return host.copy_(seed).to(device, non_blocking=True)
+
+
 def bernoulli_steps(x: Tensor, T: int) -> Tensor:
     """[T, *x.shape] spikes with P(spike) = x (no gradient), the same stream on every path."""
-    seed = torch.randint(0, 2**32, (2,), dtype=torch.int64)
-    return poisson(x.detach(), T, seed)  # type: ignore[no-any-return]
+    if x.device.type == "cuda":
+        from softspike.kernels.triton.register import install
+
+        install()  # the Triton kernel where triton imports, else the same stream in tensor ops
+    return poisson(x.detach(), T, draw_seed(x.device))  # type: ignore[no-any-return]
 
