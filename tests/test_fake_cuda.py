@@ -113,3 +113,90 @@ def test_cpu_intensity_error_keeps_its_message() -> None:
 
     with pytest.raises(ValueError, match=r"intensities must lie in \[0, 1\], got min"):
         PoissonEncoder().encode(torch.tensor([0.5, 1.5]), 3)
+
+
+# -- the spike ops on CUDA: the Triton kernels, chosen automatically, forced by backend="triton" -----------
+
+needs_triton = pytest.mark.skipif(not TRITON, reason=f"triton does not import here: {unavailable()}")
+
+
+@needs_triton
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_spike_ops_reach_the_triton_kernels_on_cuda(dtype: torch.dtype) -> None:
+    from softspike.core.fused.compact import pack_spikes, unpack_spikes
+    from softspike.core.fused.linear import SpikeLinear
+    from softspike.core.fused.sampling import bernoulli_steps
+    from softspike.kernels.triton.late import LatePacked
+
+    with fake_cuda(), DeviceAudit() as audit:
+        with torch.device("cuda"):
+            lin = SpikeLinear(70, 40, dtype=dtype)
+        x = bernoulli_steps(torch.rand(4, 3, 70, device="cuda"), 1)[0].to(dtype)
+        with compact_saved_spikes(min_bytes=0):
+            y = lin(x)
+        saved = pack_spikes(x, 0)
+        assert isinstance(saved, LatePacked) and unpack_spikes(saved) is x  # fake: no flag lands, x is kept
+        assert audit.softspike_ops.count("softspike::spike_linear") == 1
+        assert {"softspike::poisson", "softspike::pack_bits"} <= set(audit.softspike_ops)
+        assert y.shape == (4, 3, 40) and y.dtype == dtype and y.requires_grad
+        assert audit.problems() == []
+        lin.backend = "torch"  # forced dense: no spike-linear op
+        lin(x)
+        assert audit.softspike_ops.count("softspike::spike_linear") == 1
+
+
+def test_spike_op_kernel_choice_and_forcing(monkeypatch: pytest.MonkeyPatch) -> None:
+    from softspike.core.backends import BackendError
+    from softspike.core.fused import native
+    from softspike.kernels import devices
+    from softspike.kernels.triton import register
+
+    cpu = torch.zeros(8)
+    assert devices.spike_op_kernel("op", (cpu, None)) == ("native" if native.available() else "torch")
+    assert devices.spike_op_kernel("op", (cpu.double(),)) == "torch"
+    assert devices.spike_op_kernel("op", (cpu,), limit="too many outputs") == "torch"
+    with pytest.raises(BackendError, match=r"softspike::op: backend='triton' cannot run here: the Triton kernels "
+                                           r"take CUDA tensors, got cpu"):
+        devices.spike_op_kernel("op", (cpu,), "triton")
+    with pytest.raises(BackendError, match="backend must be one of auto, native, triton, torch, got 'cuda'"):
+        devices.spike_op_kernel("op", (cpu,), "cuda")
+    with fake_cuda():
+        gpu = torch.zeros(8, device="cuda")
+        with pytest.raises(BackendError, match="the CPU kernels take CPU tensors, got cuda:0"):
+            devices.spike_op_kernel("op", (gpu,), "native")
+        with pytest.raises(BackendError, match=r"bfloat16, got torch\.float16, torch\.float32"):
+            devices.spike_op_kernel("op", (gpu, gpu.half()), "triton")
+        assert devices.spike_op_kernel("op", (gpu.double(),)) == "torch"
+        monkeypatch.setattr(register, "unavailable", lambda: "triton does not import (as on a CPU-only torch)")
+        assert devices.spike_op_kernel("op", (gpu,)) == "torch"
+        with pytest.raises(BackendError, match=r"backend='triton' cannot run here: triton does not import"):
+            devices.spike_op_kernel("op", (gpu,), "triton")
+
+
+def test_late_packed_lets_go_once_the_flag_lands() -> None:
+    from softspike.core.fused.compact import pack_bits
+    from softspike.kernels.triton.late import LatePacked, settle_pending
+
+    class Flag:  # stands in for the pinned copy of the device's flag and its CUDA event
+        def __init__(self) -> None:
+            self.landed: bool | None = None
+
+        def value(self) -> bool | None:
+            return self.landed
+
+    spikes = (torch.rand(128, generator=torch.Generator().manual_seed(0)) < 0.3).float()
+    analog = torch.rand(128)
+    flags = [Flag(), Flag(), Flag()]
+    recs = [LatePacked(t.to(dt), *pack_bits(t), flag=f)  # type: ignore[arg-type]
+            for t, dt, f in ((spikes, torch.float16, flags[0]), (analog, torch.float32, flags[1]),
+                             (spikes, torch.float32, flags[2]))]
+    assert recs[0].unpack() is recs[0].dense  # nothing has landed: the tensor itself
+    flags[2].landed = True
+    settle_pending()  # oldest first: the first record has not landed, so the sweep stops there
+    assert recs[2].dense is not None and recs[2].bits is not None
+    flags[0].landed, flags[1].landed = True, False
+    settle_pending()
+    assert recs[0].dense is None and recs[1].bits is None and recs[2].dense is None
+    back = recs[0].unpack()
+    assert back.dtype == torch.float16 and torch.equal(back.float(), spikes)  # from the bits
+    assert recs[1].unpack() is recs[1].dense and torch.equal(recs[2].unpack(), spikes)

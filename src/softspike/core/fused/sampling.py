@@ -68,24 +68,30 @@ def _layout(x: Tensor) -> list[int]:
 def poisson(x: Tensor, T: int, seed: Tensor) -> Tensor:
     """Spikes [T, *x.shape] (x's dtype and memory layout) with P(spike) = x, from the seeds (s0, s1)."""
     _check(x, T, seed)
+    if not (x.device.type == "cpu" and x.dtype == torch.float32 and native.available()):
+        return poisson_tensor_ops(x, T, seed)
     perm = _layout(x)
-    shape = (T, *x.shape)
+    out = pooled_like((T, *x.shape), perm)
     M = x.numel()
-    fast = x.device.type == "cpu" and x.dtype == torch.float32 and native.available()
-    if fast:
-        out = pooled_like(shape, perm)
-    else:
-        out = torch.empty_permuted(shape, perm, dtype=x.dtype, device=x.device)
     if M == 0:
         return out
     xp = x.permute(memory_order(x)).contiguous()  # a view unless x is not dense in memory
-    physical = out.permute(perm)
-    if fast:
-        s0, s1 = (int(v) & _M32 for v in seed.tolist())
-        lib().ss_poisson(ptr(xp), ptr(physical), T, M, s0, s1, torch.get_num_threads())
+    s0, s1 = (int(v) & _M32 for v in seed.tolist())
+    lib().ss_poisson(ptr(xp), ptr(out.permute(perm)), T, M, s0, s1, torch.get_num_threads())
+    return out
+
+
+def poisson_tensor_ops(x: Tensor, T: int, seed: Tensor) -> Tensor:
+    """`poisson`'s spikes in tensor ops (any device and dtype): what runs where no kernel does."""
+    perm = _layout(x)
+    out = torch.empty_permuted((T, *x.shape), perm, dtype=x.dtype, device=x.device)
+    M = x.numel()
+    if M == 0:
         return out
+    xp = x.permute(memory_order(x)).contiguous()
     u = uniform_steps(T, M, seed.to(x.device))
     ref = xp.reshape(1, M).to(torch.promote_types(x.dtype, torch.float32))
+    physical = out.permute(perm)
     physical.copy_((u < ref).view(physical.shape))
     return out
 
@@ -110,11 +116,14 @@ def draw_seed(device: torch.device) -> Tensor:
     return host.copy_(seed).to(device, non_blocking=True)
 
 
-def bernoulli_steps(x: Tensor, T: int) -> Tensor:
-    """[T, *x.shape] spikes with P(spike) = x (no gradient), the same stream on every path."""
-    if x.device.type == "cuda":
-        from softspike.kernels.triton.register import install
+def bernoulli_steps(x: Tensor, T: int, backend: str = "auto") -> Tensor:
+    """[T, *x.shape] spikes with P(spike) = x (no gradient), the same stream on every path: `backend`
+    "auto" (the CPU kernel, the Triton one for CUDA tensors, else tensor ops) or one of "native",
+    "triton", "torch" forced (softspike.kernels.devices)."""
+    from softspike.kernels.devices import spike_op_kernel
 
-        install()  # the Triton kernel where triton imports, else the same stream in tensor ops
-    return poisson(x.detach(), T, draw_seed(x.device))  # type: ignore[no-any-return]
+    seed = draw_seed(x.device)
+    if spike_op_kernel("poisson", (x,), backend) == "torch":
+        return poisson_tensor_ops(x.detach(), T, seed)
+    return poisson(x.detach(), T, seed)  # type: ignore[no-any-return]
 
