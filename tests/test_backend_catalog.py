@@ -104,10 +104,11 @@ def test_the_docs_table_is_the_generated_one() -> None:
         "docs/backends.md is stale: paste the output of `softspike info --backends --markdown` between its markers")
 
 
+@pytest.mark.slow  # a child process
 def test_a_third_party_backend_through_its_entry_point(tmp_path: Path) -> None:
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--no-build-isolation",
-                    "--target", str(site), str(TOY)], check=True, capture_output=True, text=True)
+                    "--target", str(site), str(TOY)], check=True, capture_output=True, text=True, timeout=300)
     code = textwrap.dedent("""
         import json, torch, softspike
         from softspike_toybackend import plugin

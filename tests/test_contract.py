@@ -59,6 +59,7 @@ class QuietLIF(LIF):
         return "quiet"
 
 
+@pytest.mark.slow  # a child process
 def test_core_never_imports_plugins() -> None:
     for path in CORE.rglob("*.py"):
         tree = ast.parse(path.read_text())

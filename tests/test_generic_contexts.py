@@ -97,6 +97,7 @@ print("ok", softspike.core.fused.generic.status())
 """
 
 
+@pytest.mark.slow  # a child process
 def test_first_compiled_call_inside_saved_tensor_hooks() -> None:
     # A fresh process: the first compile (and its backward probe) happens inside the hooks, as in
     # `softspike train`; in this process earlier tests have already compiled the step.

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 import torch
 
 from softspike.cli import main
@@ -260,6 +261,7 @@ def _corpus(d: Path) -> list[dict[str, Any]]:
     return cases
 
 
+@pytest.mark.slow  # a child process
 def test_no_hostile_cli_input_gives_a_traceback_or_a_signal_death(tmp_path: Path) -> None:
     cases = _corpus(tmp_path)
     assert len(cases) >= 400

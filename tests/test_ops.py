@@ -90,6 +90,7 @@ def test_empty_batch_spec_network_in_process() -> None:
     out.sum().backward()
 
 
+@pytest.mark.slow  # a child process
 def test_empty_batch_spec_network_does_not_kill_the_interpreter() -> None:
     """The case that died with SIGFPE (exit 136) before the ops guarded empty input."""
     code = (

@@ -7,9 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from childproc import Child, child_env
 from softspike.cli import main
 from softspike.models.load import check_spec
 from softspike.pipelines.planning.document import PLAN_FORMAT, PipelinePlan, StagePlan, spec_digest
@@ -47,12 +46,17 @@ def write_data(path: Path) -> None:
     np.savez(path, x_train=x[:128], y_train=y[:128], x_test=x[128:], y_test=y[128:])
 
 
+def write_files(folder: Path) -> Path:
+    """The spec, its data and a 2-stage plan (cut after block 4) in `folder`."""
+    (folder / "spec.json").write_text(json.dumps(SPEC))
+    write_data(folder / "d.npz")
+    write_plan(folder / "plan.json", SPEC, 4)
+    return folder
+
+
 @pytest.fixture()
 def files(tmp_path: Path) -> Path:
-    (tmp_path / "spec.json").write_text(json.dumps(SPEC))
-    write_data(tmp_path / "d.npz")
-    write_plan(tmp_path / "plan.json", SPEC, 4)
-    return tmp_path
+    return write_files(tmp_path)
 
 
 def _train(files: Path, *extra: str) -> list[str]:
@@ -99,28 +103,21 @@ def test_kill_one_rank_then_resume_reaches_the_weights_of_one_process(files: Pat
     # SGD: Adam would turn the rounding noise of a zero gradient (a conv bias before batch norm) into steps.
     common = ["--epochs", "4", "--batch-size", "16", "--lr", "0.05", "--optimizer", "sgd", "--checkpoint-every", "2"]
     ck = files / "ck"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "SOFTSPIKE_DIST_TIMEOUT": "60", "PYTHONWARNINGS": "ignore"}
+    env = child_env(SOFTSPIKE_DIST_TIMEOUT="60", PYTHONWARNINGS="ignore")
     # Started through torch's elastic launcher (--nproc); one worker is SIGKILLed after the first checkpoint.
     cmd = [sys.executable, "-m", "softspike", *_train(files, "--nproc", "2", "--pipeline", str(files / "plan.json"),
                                                      "--checkpoint", str(ck), *common)]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    deadline = time.monotonic() + 120
-    killed = False
-    try:
-        while time.monotonic() < deadline and proc.poll() is None and not killed:
-            if (ck / "distributed.json").exists():
-                workers = _children(proc.pid)
-                if workers:
-                    os.kill(workers[-1], signal.SIGKILL)
-                    killed = True
-            time.sleep(0.02)
-        _, err = proc.communicate(timeout=max(deadline - time.monotonic(), 1))
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        pytest.fail("the killed job did not stop")
-    assert killed, "the run ended before a checkpoint could be interrupted"
-    assert proc.returncode == 1, err[-3000:]
+    with Child(cmd, env=env) as child:
+        workers: list[int] = []
+
+        def first_set_written() -> bool:  # the marker names a complete set; the launcher's children are the ranks
+            workers[:] = _children(child.pid) if (ck / "distributed.json").exists() else []
+            return bool(workers)
+
+        child.wait_until(first_set_written, "the first complete checkpoint set")
+        os.kill(workers[-1], signal.SIGKILL)
+        code, _, err = child.finish()
+    assert code == 1, err[-3000:]
     assert "softspike train: error: 2 processes:" in err
     marker = json.loads((ck / "distributed.json").read_text())
     step_dir = ck / marker["step_dir"]

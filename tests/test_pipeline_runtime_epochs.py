@@ -49,6 +49,7 @@ def _train(files: Path, *extra: str) -> list[str]:
     return ["train", str(files / "spec.json"), "--dataset", f"npz:{files / 'd.npz'}", "--quiet", *extra]
 
 
+@pytest.mark.slow  # torchrun
 def test_pipeline_equals_one_process_epoch_after_epoch(files: Path) -> None:
     """One process evaluates the 32 test samples in one batch, the pipeline in two of its batch shape;
     evaluation draws from its own stream, so training draws the same spikes in both every epoch."""

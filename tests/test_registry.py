@@ -93,8 +93,9 @@ def test_plugins_command_lists_everything(capsys: pytest.CaptureFixture[str]) ->
     assert "tau=100.0" in text and "piecewise_quadratic" in text
 
 
+@pytest.mark.slow  # a child process
 def test_autoload_switch_still_loads_builtins() -> None:
     code = "import softspike; r = softspike.get_registry(); print(len(r.neurons), len(r.errors))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={"SOFTSPIKE_DISABLE_PLUGIN_AUTOLOAD": "1", "PATH": ""})
+                         env={"SOFTSPIKE_DISABLE_PLUGIN_AUTOLOAD": "1", "PATH": ""}, timeout=300)
     assert out.stdout.split() == ["5", "0"]

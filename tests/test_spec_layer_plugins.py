@@ -194,6 +194,7 @@ def _install(site: Path, dist: str, modules: dict[str, str]) -> None:
         (site / name / "plugin.py").write_text(textwrap.dedent(body))
 
 
+@pytest.mark.slow  # a child process
 def test_an_installed_package_adds_a_layer_type_and_a_clash_is_skipped(tmp_path: Path) -> None:
     site = tmp_path / "site"
     _install(site, "softspike-layers-demo", {"shift_layer": PACKAGE, "clash_layer": CLASH})

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+
+from childproc import PATIENCE, Child, child_env
 
 pytestmark = pytest.mark.slow  # child processes (make test-fast leaves these out)
 
@@ -45,10 +45,6 @@ def _command(tmp: Path, ckpt: str, *extra: str) -> list[str]:
             "--checkpoint", str(tmp / ckpt), "--checkpoint-every", "4", "--quiet", *extra]
 
 
-def _env() -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-
-
 def _final(path: Path) -> dict[str, object]:
     return torch.load(path, weights_only=True)  # type: ignore[no-any-return]
 
@@ -57,26 +53,25 @@ def test_sigkill_mid_epoch_then_resume_gives_the_same_weights(tmp_path: Path) ->
     (tmp_path / "spec.json").write_text(json.dumps(SPEC))
     _write_data(tmp_path / "d.npz")
 
-    full = subprocess.run(_command(tmp_path, "full"), env=_env(), capture_output=True, text=True, timeout=240)
+    full = subprocess.run(_command(tmp_path, "full"), env=child_env(), capture_output=True, text=True, timeout=PATIENCE)
     assert full.returncode == 0, full.stderr
 
     ckpt = tmp_path / "killed" / "last.pt"
-    proc = subprocess.Popen(_command(tmp_path, "killed"), env=_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.002)
-    time.sleep(0.4)  # let it run on past a few more (mid-epoch) checkpoints
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    # Without --quiet and off a terminal, the run prints a progress line at every fifth of an epoch
+    # (steps 14, 28, ... of 72), just before that step's checkpoint: the kill waits for one in epoch 2.
+    killed = [a for a in _command(tmp_path, "killed") if a != "--quiet"]
+    with Child(killed) as child:
+        child.wait_for_line("stdout", r"^  epoch 2 step 28/72:")
+        child.send(signal.SIGKILL)
+        code, _, err = child.finish()
+    assert code == -signal.SIGKILL, err[-3000:]
     at_kill = _final(ckpt)["log"]
     assert isinstance(at_kill, dict)
-    assert (at_kill["epoch"], at_kill["step"]) < (3, 0), at_kill
+    assert at_kill["epoch"] == 1 and 24 <= at_kill["step"] < 72, at_kill  # mid-epoch 2 (0-based 1)
     print(f"killed at epoch {at_kill['epoch']}, step {at_kill['step']} of 72")
 
-    resumed = subprocess.run(_command(tmp_path, "killed", "--resume"), env=_env(), capture_output=True, text=True,
-                             timeout=240)
+    resumed = subprocess.run(_command(tmp_path, "killed", "--resume"), env=child_env(), capture_output=True, text=True,
+                             timeout=PATIENCE)
     assert resumed.returncode == 0, resumed.stderr
 
     a, b = _final(tmp_path / "full" / "last.pt"), _final(ckpt)

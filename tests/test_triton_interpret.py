@@ -35,6 +35,7 @@ def results() -> dict[str, list[list[str | None]]]:
     return out
 
 
+@pytest.mark.slow  # a child process
 @needs_triton
 @pytest.mark.parametrize("family", ["scan", "bits", "spike_linear", "poisson"])
 def test_triton_kernels_match_reference_in_interpreter(results: dict[str, list[list[str | None]]],
@@ -45,6 +46,7 @@ def test_triton_kernels_match_reference_in_interpreter(results: dict[str, list[l
     assert not failed, f"{len(failed)} of {len(rows)} {family} cases failed:\n" + "\n".join(failed[:5])
 
 
+@pytest.mark.slow  # a child process
 @needs_triton
 def test_scan_cases_cover_the_registry(results: dict[str, list[list[str | None]]]) -> None:
     names = [str(name) for name, _ in results["scan"]]

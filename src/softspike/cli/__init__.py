@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from softspike import _console
+from softspike.cli.ranks import ArgumentParser
 
 #: Subcommand modules, in the order `softspike --help` lists them.
 COMMANDS = (
@@ -20,7 +21,8 @@ COMMANDS = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="softspike", description="Spiking neural networks in PyTorch.")
+    # Under torchrun every process parses the same command line: a usage error is said once (rank 0).
+    parser = ArgumentParser(prog="softspike", description="Spiking neural networks in PyTorch.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMANDS:

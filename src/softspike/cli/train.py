@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 from typing import Any
 
 from softspike.cli.options import count_option, device_option, float_option, int_option
@@ -75,20 +73,10 @@ def run(args: argparse.Namespace) -> int:
     from softspike.train.health import plain_warnings
     from softspike.train.loop import fit
 
-    checked = load_spec(args.spec)
-    if args.pipeline is None or not (args.device or "cpu").startswith("cuda"):
-        # Pipeline stages on GPUs hold a part of the network each: the plan checked every stage against
-        # its own device's memory, and the whole network need not fit one of them.
-        check_limit(checked, args.batch_size or TrainConfig().batch_size, args.max_memory, args.device or "cpu")
     if args.pipeline is not None or args.ddp or args.nproc is not None or args.microbatches is not None:
-        from softspike.pipelines.running.launch import ArgumentError, train_command
-
-        try:
-            return train_command(args, checked, options(args))
-        except ArgumentError as err:  # the same on every process: rank 0 says it, all exit 2
-            if os.environ.get("RANK", "0") == "0":
-                print(f"softspike train: error: {err}", file=sys.stderr, flush=True)
-            return 2
+        return run_distributed(args)
+    checked = load_spec(args.spec)
+    check_limit(checked, args.batch_size or TrainConfig().batch_size, args.max_memory, args.device or "cpu")
     try:
         with plain_warnings("softspike train"):  # layer warnings as one line, not a source excerpt
             metrics = fit(checked, options(args), args.logdir, args.checkpoint, args.resume, verbose=not args.quiet,
@@ -100,3 +88,30 @@ def run(args: argparse.Namespace) -> int:
         print(f"{checked.spec.name}: test accuracy {100 * final['test_accuracy']:.2f}% after {final['epoch']} "
               f"epochs ({metrics['wall_time_s']:.0f} s)")
     return 0
+
+
+def run_distributed(args: argparse.Namespace) -> int:
+    """`softspike train` with --pipeline, --ddp, --nproc or --microbatches. Under torchrun every process
+    runs this: an error found before the processes meet is the same on all of them, so it is said once
+    (rank 0, softspike.cli.ranks), exit 2 for the command line and 1 for the rest (the spec, the data);
+    an error of one process while they train is said by that process."""
+    from softspike.cli.ranks import fail, record
+    from softspike.models.load import load_spec
+    from softspike.pipelines.running.launch import ArgumentError, prepare_command
+
+    try:
+        checked = load_spec(args.spec)
+        if args.pipeline is None or not (args.device or "cpu").startswith("cuda"):
+            # Pipeline stages on GPUs hold a part of the network each: the plan checked every stage against
+            # its own device's memory, and the whole network need not fit one of them.
+            check_limit(checked, args.batch_size or TrainConfig().batch_size, args.max_memory, args.device or "cpu")
+        start = prepare_command(args, checked, options(args))
+    except ArgumentError as err:
+        return fail(f"softspike train: error: {err}", 2)
+    except SoftspikeError as err:
+        return fail(f"softspike train: error: {err}", 1)
+    try:
+        return start()
+    except SoftspikeError as err:  # printed by softspike.cli.main; named in torchrun's report too
+        record(f"softspike train: error: {err}")
+        raise

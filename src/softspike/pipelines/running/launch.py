@@ -13,6 +13,7 @@ import argparse
 import os
 import sys
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 from softspike.core.errors import SoftspikeError
 from softspike.models.load import CheckedSpec
 from softspike.pipelines.running.stages import Layout, LayoutError
-from softspike.pipelines.running.worker import distributed_env, train_distributed
+from softspike.pipelines.running.worker import distributed_env, prepare_distributed
 
 
 class ArgumentError(LayoutError):
@@ -95,10 +96,15 @@ def _check_arguments(args: argparse.Namespace, checked: CheckedSpec, options: di
     return Checked(Layout(((0, n_blocks),)), "plan", options)
 
 
-def train_command(args: argparse.Namespace, checked: CheckedSpec, options: dict[str, Any]) -> int:
-    """What `softspike train` does when --pipeline, --ddp, --nproc or --microbatches is given."""
+def prepare_command(args: argparse.Namespace, checked: CheckedSpec, options: dict[str, Any]) -> Callable[[], int]:
+    """What `softspike train` does when --pipeline, --ddp, --nproc or --microbatches is given, in two
+    parts. This call checks the command line and, in a process torchrun started, does everything the
+    process does before it meets the others: its errors (ArgumentError, or another SoftspikeError) are
+    met alike by every process. The callable it returns launches (--nproc) or trains, and returns the
+    exit status."""
     if args.nproc is not None:
-        return launch(args, checked, options)
+        check_launch(args, checked, options)
+        return lambda: launch(args, checked, options)
     if args.pipeline is None and not args.ddp:  # --microbatches on one process: refused
         check_arguments(args, checked, options, 1)
     try:
@@ -106,13 +112,18 @@ def train_command(args: argparse.Namespace, checked: CheckedSpec, options: dict[
     except LayoutError as err:
         raise ArgumentError(str(err)) from None
     run = check_arguments(args, checked, options, world)
-    metrics = train_distributed(checked, run.options, run.layout, run.mode, args.logdir, args.checkpoint,
-                                args.resume, verbose=not args.quiet, predictions=run.predictions)
-    if metrics is not None and metrics["final"]:
-        final = metrics["final"]
-        print(f"{checked.spec.name}: test accuracy {100 * final['test_accuracy']:.2f}% after {final['epoch']} "
-              f"epochs ({metrics['wall_time_s']:.0f} s, {world} processes, {run.mode})", flush=True)
-    return 0
+    prepared = prepare_distributed(checked, run.options, run.layout, run.mode, args.logdir, args.checkpoint,
+                                   args.resume, verbose=not args.quiet, predictions=run.predictions)
+
+    def train() -> int:
+        metrics = prepared.run()
+        if metrics is not None and metrics["final"]:
+            final = metrics["final"]
+            print(f"{checked.spec.name}: test accuracy {100 * final['test_accuracy']:.2f}% after {final['epoch']} "
+                  f"epochs ({metrics['wall_time_s']:.0f} s, {world} processes, {run.mode})", flush=True)
+        return 0
+
+    return train
 
 
 def plan_layout(path: str, checked: CheckedSpec, world: int, ddp: bool) -> tuple[Layout, list[dict[str, Any]], int]:
@@ -147,17 +158,22 @@ def _child_argv(args: argparse.Namespace) -> list[str]:
     return out
 
 
+def check_launch(args: argparse.Namespace, checked: CheckedSpec, options: dict[str, Any]) -> None:
+    """The checks of `--nproc N`: here, once, before any process starts (ArgumentError)."""
+    if "TORCHELASTIC_RUN_ID" in os.environ or "RANK" in os.environ:
+        raise ArgumentError("--nproc starts the processes itself; under torchrun, leave --nproc out")
+    if args.nproc < 1:
+        raise ArgumentError(f"--nproc must be >= 1, got {args.nproc}")
+    check_arguments(args, checked, options, args.nproc)
+
+
 def launch(args: argparse.Namespace, checked: CheckedSpec, options: dict[str, Any]) -> int:
-    """Plan (unless --pipeline or --ddp says how to split) and start N processes on this machine."""
+    """Plan (unless --pipeline or --ddp says how to split) and start N processes on this machine
+    (a command line `check_launch` passed)."""
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
     n = args.nproc
-    if "TORCHELASTIC_RUN_ID" in os.environ or "RANK" in os.environ:
-        raise ArgumentError("--nproc starts the processes itself; under torchrun, leave --nproc out")
-    if n < 1:
-        raise ArgumentError(f"--nproc must be >= 1, got {n}")
-    check_arguments(args, checked, options, n)  # here, once, before any process starts
     argv = _child_argv(args)
     if args.pipeline is None and not args.ddp:
         path = _write_plan(checked, n, args.microbatches, options, args)
@@ -196,4 +212,4 @@ def _write_plan(checked: CheckedSpec, n: int, microbatches: int | None, options:
     return path
 
 
-__all__ = ["ArgumentError", "check_arguments", "launch", "plan_layout", "train_command"]
+__all__ = ["ArgumentError", "check_arguments", "check_launch", "launch", "plan_layout", "prepare_command"]
