@@ -12,6 +12,7 @@ Kernels complete in stream order, so the first record not yet settled stops the 
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections import deque
 
@@ -33,15 +34,17 @@ class DeviceFlag:
 
 
 _pending: deque[weakref.ref[LatePacked]] = deque()
+_lock = threading.Lock()  # backward unpacks on autograd's device thread while the next forward may pack
 
 
 def settle_pending() -> None:
     """Settle every record whose flag has landed, oldest first (see the module docstring)."""
-    while _pending:
-        rec = _pending[0]()
-        if rec is not None and not rec.settle():
-            return
-        _pending.popleft()
+    with _lock:
+        while _pending:
+            rec = _pending[0]()
+            if rec is not None and not rec.settle():
+                return
+            _pending.popleft()
 
 
 class LatePacked:
@@ -59,7 +62,8 @@ class LatePacked:
         self.flag = flag if flag is not None or is_fake(ok) else DeviceFlag(ok)
         settle_pending()
         if self.flag is not None:
-            _pending.append(weakref.ref(self))
+            with _lock:
+                _pending.append(weakref.ref(self))
 
     def settle(self) -> bool:
         """Drop the bits or the tensor once the flag has landed; whether it has."""
