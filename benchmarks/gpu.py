@@ -206,7 +206,11 @@ def sj_children(device: torch.device, dry: bool, rounds: int, log: list[str]) ->
         if proc.returncode != 0 or not last[0].startswith("{"):
             say(log, f"- SpikingJelly {impl}: did not run ({(proc.stderr.strip().splitlines() or ['?'])[-1][:160]})")
             continue
-        out[impl] = json.loads(last[0])
+        res = json.loads(last[0])
+        if "error" in res:
+            say(log, f"- SpikingJelly {impl}: not usable here ({res['error']})")
+            continue
+        out[impl] = res
         say(log, f"- SpikingJelly's {impl} implementation ran in a process of its own, beside softspike")
     return out
 
@@ -298,9 +302,12 @@ def report(lif: dict[str, Any], sj: dict[str, dict[str, Any]], train: dict[str, 
 
 def lif_child(args: argparse.Namespace) -> None:
     device = torch.device(args.device)
-    libs = usable(["softspike", "spikingjelly"], device, [])
-    res = lif_case(libs, device, args.dry_run, args.rounds)
-    print(json.dumps(res))
+    log: list[str] = []
+    libs = usable(["softspike", "spikingjelly"], device, log)
+    if "spikingjelly" not in libs:
+        print(json.dumps({"error": " ".join(log)[:300] or "?"}))
+        return
+    print(json.dumps(lif_case(libs, device, args.dry_run, args.rounds)))
 
 
 def main() -> None:
