@@ -171,4 +171,4 @@ class SpikeLinear(nn.Linear):
         self.backend = backend
 
     def forward(self, x: Tensor) -> Tensor:
-        return spike_linear(x, self.weight, self.bias, self.backend)
+        return spike_linear(x, self.weight, self.bias, getattr(self, "backend", "auto"))  # pickled before it had one
