@@ -6,6 +6,9 @@ time steps; every other parameter at its default), and `softspike train SPEC --d
 --epochs 1` runs it in a child process: the real entry point, at the real layer size (batch 128 x 196
 neurons, above the compiled generic path's 4,096-neuron threshold). Prints a Markdown table: the
 backend `auto` picks for the hidden layer, test accuracy (chance is 10 %) and wall time.
+With --inductor, also `softspike.testing.check_trains(name, compile_backend="inductor")` per neuron:
+torch.compile(fullgraph=True) with inductor's full code generation equals eager (spikes, gradients);
+the test suite runs the same check with the aot_eager backend, without minutes of code generation.
 Run with `make bench-neurons` (one thread).
 """
 
@@ -52,6 +55,7 @@ def main() -> int:
     p.add_argument("--neurons", help="comma-separated names (default: every registered neuron)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--timeout", type=float, default=900, help="seconds per neuron")
+    p.add_argument("--inductor", action="store_true", help="also check inductor's fullgraph compile == eager")
     args = p.parse_args()
     names = args.neurons.split(",") if args.neurons else softspike.get_registry().neurons.names()
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -77,6 +81,17 @@ def main() -> int:
     for name, backend, acc, wall in rows:
         shown = "failed" if acc is None else f"{acc:.2f} %"
         print(f"| {name} | {backend} | {shown} | {wall:.0f} s |")
+    if args.inductor:
+        from softspike.testing import check_trains
+
+        torch.set_num_threads(1)
+        for name in names:
+            try:
+                got = check_trains(name, compile_backend="inductor")
+                print(f"{name}: torch.compile(fullgraph=True) (inductor) equals eager; paths {got['paths']}")
+            except AssertionError as err:
+                failed += 1
+                print(f"{name}: FAILED {err}")
     return 1 if failed else 0
 
 

@@ -148,9 +148,9 @@ def agreement(device: torch.device, dry: bool, log: list[str]) -> None:
 
 
 def spike_ops_agreement(device: torch.device, log: list[str]) -> None:
-    from softspike.core.fused.compact import pack_spikes, unpack_spikes
-    from softspike.core.fused.linear import spike_linear
-    from softspike.core.fused.sampling import poisson
+    from softspike.kernels.bitpack import pack_spikes, unpack_spikes
+    from softspike.kernels.sampling import poisson
+    from softspike.kernels.spike_linear import spike_linear
 
     g = torch.Generator().manual_seed(1)
     x = torch.rand(64, 300, generator=g)

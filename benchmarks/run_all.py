@@ -60,7 +60,7 @@ def heap_in_use() -> int:
     m = _libc.mallinfo2()
     cached = 0
     try:
-        from softspike.core.fused import POOL
+        from softspike.kernels.pool import POOL
 
         cached = POOL.free_bytes
     except ImportError:
@@ -70,7 +70,7 @@ def heap_in_use() -> int:
 
 def clear_pool() -> None:
     try:
-        from softspike.core.fused import POOL
+        from softspike.kernels.pool import POOL
 
         POOL.clear()
     except ImportError:
@@ -178,7 +178,7 @@ def activation_memory(lib: str, kind: str, T: int, B: int) -> int:
     clear_pool()
     before = heap_in_use()
     if lib == "softspike":
-        from softspike.core.fused import compact_saved_spikes
+        from softspike.kernels.bitpack import compact_saved_spikes
 
         with compact_saved_spikes():
             loss = step.forward()  # type: ignore[attr-defined]
@@ -201,7 +201,7 @@ def peak_child(case: str, lib: str) -> None:
     kind, T, B = {"lif": ("lif", 50, 256), "mnist8": ("mlp", 8, 128), "mnist50": ("mlp", 50, 256),
                   "conv": ("conv", 8, 32)}[case]
     if lib == "softspike":
-        from softspike.core.fused import native
+        from softspike.kernels import native
 
         native.load()
     if case == "lif":
@@ -409,13 +409,13 @@ def write_docs(lines: list[str]) -> None:
         "`--no-deps` over this torch, then runs every case for every library in one process, interleaved, "
         "medians of 3 rounds). Methods are in the docstring of `benchmarks/run_all.py`.", "",
         "What softspike runs here: `Neuron(step_mode='m')` with `backend='auto'` takes the compiled kernels",
-        "(`softspike.core.fused`, one C++ file built on first use with the system compiler, OpenMP on torch's",
+        "(`softspike.kernels`, C++ built on first use with the system compiler, OpenMP on torch's",
         "own thread pool): forward runs the time loop per block of neurons and saves only X; backward",
         "recomputes H from X in cache and runs BPTT by hand. Where they do not apply (GPU tensors, float64,",
         "ALIF, `reset_grad='straight_through'`, gates that declare no kernel) a tensor-op autograd Function runs;",
         "a third-party dynamics takes them too when it declares a linear charge, else the compiled generic path",
-        "(see the plugin cases below). `softspike.core.fused.backend_info()` says which.",
-        "The MNIST and conv models use `softspike.core.fused.SpikeLinear` for layers fed by spikes (sums the",
+        "(see the plugin cases below). `softspike info` says which.",
+        "The MNIST and conv models use `softspike.kernels.spike_linear.SpikeLinear` for layers fed by spikes (sums the",
         "weight columns of the inputs that fired; bits saved for backward), the compiled Poisson sampler,",
         "and `compact_saved_spikes()` (binary tensors autograd saves are kept as bits).",
         "The peers use `nn.Linear` and `torch.rand` encoding; all use the same `nn.Conv2d`/`BatchNorm2d`.", "",

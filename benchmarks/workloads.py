@@ -18,7 +18,7 @@ from torch import Tensor, nn
 def spike_linear_class(lib: str) -> type[nn.Linear]:
     """Layers whose input is spikes: softspike's SpikeLinear (sparse, same parameters), else nn.Linear."""
     if lib == "softspike":
-        from softspike.core.fused import SpikeLinear
+        from softspike.kernels.spike_linear import SpikeLinear
 
         return SpikeLinear
     return nn.Linear
@@ -27,7 +27,7 @@ def spike_linear_class(lib: str) -> type[nn.Linear]:
 def spike_conv_class(lib: str) -> type[nn.Conv2d]:
     """Conv layers whose input is spikes: softspike's SpikeConv2d (sparse, same parameters), else nn.Conv2d."""
     if lib == "softspike":
-        from softspike.core.fused.spike_conv import SpikeConv2d
+        from softspike.kernels.spike_conv import SpikeConv2d
 
         return SpikeConv2d
     return nn.Conv2d
@@ -128,7 +128,7 @@ def make_step(lib: str, kind: str, T: int, B: int, device: str = "cpu") -> tuple
     def step() -> float:
         opt.zero_grad(set_to_none=True)
         if lib == "softspike":
-            from softspike.core.fused import compact_saved_spikes
+            from softspike.kernels.bitpack import compact_saved_spikes
 
             with compact_saved_spikes():
                 loss = forward()

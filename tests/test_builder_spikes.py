@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from softspike.core.fused.linear import SpikeLinear
+from softspike.kernels.spike_linear import SpikeLinear
 from softspike.models import load_spec
 from softspike.models.builder import build
 from softspike.models.load import check_spec

@@ -13,11 +13,10 @@ import torch
 from torch import Tensor
 
 import softspike
-from softspike.core.backends import backend_info
 from softspike.core.dynamics import Dynamics, State
-from softspike.core.fused import generic, native
 from softspike.core.neuron import Neuron
-from softspike.core.registry import load_registry
+from softspike.core.registry import backend_info, load_registry
+from softspike.kernels import native, scan_compiled
 from softspike.plugins import surrogates as sg
 from softspike.plugins.neurons import LIF, CubaLIF
 from softspike.testing import check_fused_matches_reference
@@ -98,7 +97,7 @@ def test_core_never_imports_plugins() -> None:
         s = n(x)
         s.sum().backward()
         assert "softspike.plugins.neurons" not in sys.modules
-        assert not [m for m in sys.modules if m.startswith(("softspike.kernels", "softspike.core.fused"))]
+        assert not [m for m in sys.modules if m.startswith("softspike.kernels")]
         print(n.backend_used)
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -153,14 +152,14 @@ def test_cuba_lif_follows_norse_discretisation() -> None:
 
 
 def test_compiled_generic_path_matches_the_reference() -> None:
-    if not generic.status()[0]:  # only where no C++ compiler exists for inductor (CI has g++: it runs)
-        pytest.skip(f"torch.compile cannot run here: {generic.status()[1]}")
+    if not scan_compiled.status()[0]:  # only where no C++ compiler exists for inductor (CI has g++: it runs)
+        pytest.skip(f"torch.compile cannot run here: {scan_compiled.status()[1]}")
     torch.manual_seed(0)
     neuron = Neuron(CubaLIF(2.0, 3.0), step_mode="m", surrogate=sg.ATan())
     x = torch.rand(8, 3, 64) * 1.5
     assert check_fused_matches_reference(neuron, x, backend="compiled") == "compiled"
     info = {b["name"]: b for b in backend_info()["backends"]}["compiled"]
-    assert info["available"] and generic.status() == (True, "compiled")
+    assert info["available"] and scan_compiled.status() == (True, "compiled")
     # A dynamics with a learnable parameter runs the compiled step under autograd: its gradient too.
     torch.manual_seed(1)
     learn = Neuron(Resonator(), step_mode="m", backend="compiled")
@@ -184,15 +183,15 @@ def test_compiled_path_falls_back_and_says_why(monkeypatch: pytest.MonkeyPatch) 
     def broken(*args: object, **kwargs: object) -> object:
         raise RuntimeError("no compiler in this test")
 
-    monkeypatch.setattr(generic, "_step", broken)
-    monkeypatch.setattr(generic, "_scan_steps", (broken, broken))
-    monkeypatch.setattr(generic, "_status", "not tried yet")
-    monkeypatch.setattr(generic, "_failed", False)
+    monkeypatch.setattr(scan_compiled, "_step", broken)
+    monkeypatch.setattr(scan_compiled, "_scan_steps", (broken, broken))
+    monkeypatch.setattr(scan_compiled, "_status", "not tried yet")
+    monkeypatch.setattr(scan_compiled, "_failed", False)
     neuron = Neuron(CubaLIF(), step_mode="m")
     x = torch.rand(3, 2, 5000)
     ref = Neuron(CubaLIF(), step_mode="m", backend="reference")(x)
     assert torch.equal(neuron(x), ref)
-    ok, why = generic.status()
+    ok, why = scan_compiled.status()
     assert not ok and "no compiler in this test" in why
     assert "no compiler in this test" in {b["name"]: b for b in backend_info()["backends"]}["compiled"]["status"]
     chosen, skipped = softspike.get_registry().backends.select(neuron.dynamics, neuron.cfg, x)

@@ -16,7 +16,7 @@ import pytest
 import torch
 from torch import nn
 
-from softspike.core.fused.compact import compact_saved_spikes
+from softspike.kernels.bitpack import compact_saved_spikes
 from softspike.kernels.triton import unavailable
 from softspike.models import build, check_spec, zoo_names
 from softspike.models.load import read_spec_text
@@ -100,7 +100,7 @@ def test_the_audit_finds_the_softspike_line() -> None:
 
 
 def test_poisson_seed_is_the_one_allowed_cpu_tensor() -> None:
-    from softspike.core.fused.sampling import bernoulli_steps
+    from softspike.kernels.sampling import bernoulli_steps
 
     with fake_cuda(), DeviceAudit() as audit:
         spikes = bernoulli_steps(torch.rand(3, 5, device="cuda"), 4)
@@ -123,9 +123,9 @@ needs_triton = pytest.mark.skipif(not TRITON, reason=f"triton does not import he
 @needs_triton
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 def test_spike_ops_reach_the_triton_kernels_on_cuda(dtype: torch.dtype) -> None:
-    from softspike.core.fused.compact import pack_spikes, unpack_spikes
-    from softspike.core.fused.linear import SpikeLinear
-    from softspike.core.fused.sampling import bernoulli_steps
+    from softspike.kernels.bitpack import pack_spikes, unpack_spikes
+    from softspike.kernels.sampling import bernoulli_steps
+    from softspike.kernels.spike_linear import SpikeLinear
     from softspike.kernels.triton.late import LatePacked
 
     with fake_cuda(), DeviceAudit() as audit:
@@ -147,8 +147,7 @@ def test_spike_ops_reach_the_triton_kernels_on_cuda(dtype: torch.dtype) -> None:
 
 def test_spike_op_kernel_choice_and_forcing(monkeypatch: pytest.MonkeyPatch) -> None:
     from softspike.core.backends import BackendError
-    from softspike.core.fused import native
-    from softspike.kernels import devices
+    from softspike.kernels import devices, native
     from softspike.kernels.triton import register
 
     cpu = torch.zeros(8)
@@ -174,7 +173,7 @@ def test_spike_op_kernel_choice_and_forcing(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_late_packed_lets_go_once_the_flag_lands() -> None:
-    from softspike.core.fused.compact import pack_bits
+    from softspike.kernels.bitpack import pack_bits
     from softspike.kernels.triton.late import LatePacked, settle_pending
 
     class Flag:  # stands in for the pinned copy of the device's flag and its CUDA event

@@ -8,13 +8,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch import Tensor
 
-from softspike.core.backends import BackendError, backend_info
+from softspike.core.backends import BackendError
 from softspike.core.dynamics import Dynamics, State
 from softspike.core.errors import UnknownPluginError
-from softspike.core.fused import native
 from softspike.core.neuron import Neuron
-from softspike.core.registry import get_registry
+from softspike.core.registry import backend_info, get_registry
 from softspike.core.surrogate import Surrogate
+from softspike.kernels import native
 from softspike.plugins import surrogates as sg
 from softspike.plugins.neurons import ALIF, IF, LIF, ParametricLIF
 
@@ -226,8 +226,7 @@ def test_poisson_sampler() -> None:
 
 @needs_native
 def test_compact_saved_spikes_same_gradients() -> None:
-    from softspike.core.fused import compact_saved_spikes
-    from softspike.core.fused.compact import _Packed, pack_spikes
+    from softspike.kernels.bitpack import _Packed, compact_saved_spikes, pack_spikes
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(64, 96), Neuron(LIF(2.0), step_mode="m"), torch.nn.Linear(96, 5))
@@ -259,7 +258,7 @@ def test_compact_saved_spikes_same_gradients() -> None:
 
 @pytest.mark.parametrize("shape", [(3, 5, 70, 13), (2, 40, 150, 200), (4, 9, 64, 64)])
 def test_spike_linear_matches_linear(shape: tuple[int, int, int, int]) -> None:
-    from softspike.core.fused import SpikeLinear
+    from softspike.kernels.spike_linear import SpikeLinear
 
     T, B, n_in, n_out = shape
     torch.manual_seed(n_in)
@@ -340,8 +339,8 @@ def test_native_streaming_unaligned_rows(dyn: type[Dynamics], v_reset: float | N
 
 def test_other_devices_take_the_tensor_op_path() -> None:
     """No GPU here: a meta tensor stands in for any non-CPU device (shapes flow, kernels are not called)."""
-    from softspike.core.fused import spike_linear
-    from softspike.core.fused.compact import pack_spikes
+    from softspike.kernels.bitpack import pack_spikes
+    from softspike.kernels.spike_linear import spike_linear
 
     x = torch.empty(4, 2, 3, device="meta")
     lif = Neuron(LIF(2.0), step_mode="m")

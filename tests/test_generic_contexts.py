@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import softspike
-from softspike.core.fused.compact import compact_saved_spikes
+from softspike.kernels.bitpack import compact_saved_spikes
 
 SHAPE = (3, 2, 2304)  # 4,608 neurons per step: above generic.MIN_NUMEL
 
@@ -84,7 +84,7 @@ def test_compiled_scan_no_grad_func_and_compile(reference: Any) -> None:
 
 FIRST_CALL_IN_HOOKS = """
 import torch, softspike
-from softspike.core.fused.compact import compact_saved_spikes
+from softspike.kernels.bitpack import compact_saved_spikes
 torch.set_num_threads(1)
 neuron = softspike.get_registry().neurons.create("cuba_lif", step_mode="m")
 x = torch.randn(3, 2, 2304, requires_grad=True)
@@ -93,7 +93,7 @@ for _ in range(2):
         y = neuron(x)
     y.sum().backward()
     assert neuron.backend_used == "compiled", neuron.backends_skipped
-print("ok", softspike.core.fused.generic.status())
+print("ok", softspike.kernels.scan_compiled.status())
 """
 
 

@@ -17,9 +17,10 @@ import torch
 from torch import Tensor
 
 from softspike.core.errors import KernelInputError
-from softspike.core.fused import SpikeLinear, native
-from softspike.core.fused.compact import pack_spikes, unpack_spikes
 from softspike.core.neuron import Neuron
+from softspike.kernels import native
+from softspike.kernels.bitpack import pack_spikes, unpack_spikes
+from softspike.kernels.spike_linear import SpikeLinear
 from softspike.neuron import LIFNode
 from softspike.plugins import surrogates as sg
 from softspike.plugins.encoders import LatencyEncoder, PoissonEncoder

@@ -12,9 +12,9 @@ import torch
 from torch import Tensor
 from torch.func import functional_call, grad, vmap
 
-from softspike.core.fused import native
 from softspike.core.neuron import Neuron
 from softspike.core.surrogate import spike
+from softspike.kernels import native
 from softspike.models import SpikingNetwork, build, check_spec
 from softspike.plugins import surrogates as sg
 from softspike.plugins.neurons import LIF, ParametricLIF

@@ -8,8 +8,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from softspike.core.fused import native
-from softspike.core.fused import spike_conv as sc
+from softspike.kernels import native
+from softspike.kernels import spike_conv as sc
 
 pytestmark = pytest.mark.skipif(native.load() is None, reason="the compiled kernels are not available here")
 

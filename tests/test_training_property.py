@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import softspike
-from softspike.core.fused import generic
+from softspike.kernels import scan_compiled
 from softspike.testing import ConformanceError, check_plugin, check_trains
 
 REG = softspike.get_registry()
@@ -24,7 +24,7 @@ REG = softspike.get_registry()
 def test_every_neuron_trains_mnist_fc(name: str) -> None:
     got = check_trains(name)
     assert got["losses"][-1] < got["losses"][0]
-    if REG.neurons.create(name).dynamics.linear_charge() is None and generic.status()[0]:
+    if REG.neurons.create(name).dynamics.linear_charge() is None and scan_compiled.status()[0]:
         assert got["paths"]["layers[2]"] == "compiled"  # the production-size layer took the generic scan
 
 

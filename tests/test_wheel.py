@@ -20,13 +20,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 FORWARD = """
 import pathlib, sys, torch, softspike
-from softspike.core.fused import native
+from softspike.kernels import native
 from softspike.data import mnist_mini_arrays
 from softspike.models import build, load_spec
 
 where = pathlib.Path(softspike.__file__).resolve()
 assert str(where).startswith(sys.prefix), where
-assert native.SOURCE.is_file(), native.SOURCE
+assert len(native.SOURCES) > 1 and all(f.is_file() for f in (*native.SOURCES, *native.HEADERS)), native.SOURCES
 x = torch.from_numpy(mnist_mini_arrays()["x_test"][:4]).float().div(255).unsqueeze(1)
 net = build(load_spec("mnist_conv")).eval()
 with torch.no_grad():
@@ -56,7 +56,7 @@ def test_the_wheel_installs_and_runs_without_the_source_tree(tmp_path: Path) -> 
          tmp_path, env, timeout=180)
     wheel = next(dist.glob("softspike-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
-    for needed in ("softspike/models/zoo/mnist_conv.json", "softspike/core/csrc/fused_cpu.cpp",
+    for needed in ("softspike/models/zoo/mnist_conv.json", "softspike/kernels/csrc/scan.cpp",
                    "softspike/data/mnist_mini.npz", "softspike/data/README.md", "softspike/py.typed"):
         assert needed in names, f"{needed} is not in {wheel.name}"
     meta = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()

@@ -59,7 +59,7 @@ def _neurons() -> list[tuple[str, torch.nn.Module]]:
 
 def _gates() -> list[tuple[str, object]]:
     from softspike import get_registry
-    from softspike.core.fused.native_ops import GATES
+    from softspike.kernels.scan_native import GATES
 
     reg = get_registry()
     out = []
@@ -73,9 +73,9 @@ def _gates() -> list[tuple[str, object]]:
 
 def _scan_case(dyn: torch.nn.Module, gate: object, reset: tuple, dtype: torch.dtype, T: int, M: int,
                block: int, through_op: bool = False) -> None:
-    from softspike.core.fused.native_ops import kernel_args
-    from softspike.core.fused.torch_ops import k_logit, plan_for
     from softspike.core.step import FireConfig, multistep_reference
+    from softspike.kernels.scan_native import kernel_args
+    from softspike.kernels.scan_torch import k_logit, plan_for
     from softspike.kernels.triton import register, scan
 
     v_reset, detach, reset_grad = reset
@@ -153,33 +153,33 @@ def _spikes(shape: tuple[int, ...], seed: int, p: float = 0.2, dtype: torch.dtyp
 
 
 def _bits_case(n: int, dtype: torch.dtype, binary: bool) -> None:
-    from softspike.core.fused import compact
+    from softspike.kernels import bitpack
     from softspike.kernels.triton import bits
 
     x = _spikes((n,), n, dtype=dtype)
     if not binary and n:
         x[n // 2] = 0.5
     got, ok = bits.pack_bits_cuda(x, block=16)
-    want, want_ok = compact.pack_bits(x.float())  # the CPU kernel
+    want, want_ok = bitpack.pack_bits(x.float())  # the CPU kernel
     if bool(ok) != bool(want_ok):
         raise AssertionError(f"binary flag {bool(ok)}, CPU kernel says {bool(want_ok)}")
     if binary:
         if not torch.equal(got, want):
             raise AssertionError("packed bytes differ from the CPU kernel's")
         back = bits.unpack_bits_cuda(got, [n], block=16)
-        if not torch.equal(back, compact.unpack_bits(want, [n])):
+        if not torch.equal(back, bitpack.unpack_bits(want, [n])):
             raise AssertionError("unpacked values differ from the CPU kernel's")
 
 
 def _rows_case(R: int, K: int, n_out: int, bias: bool, p: float) -> None:
-    from softspike.core.fused import linear
+    from softspike.kernels import spike_linear as cpu_linear
     from softspike.kernels.triton import spike_linear
 
     x = _spikes((R, K), R * K + n_out, p)
     g = torch.Generator().manual_seed(n_out)
     w = torch.randn(n_out, K, generator=g)
     b = torch.randn(n_out, generator=g) if bias else None
-    want_y, want_bits, want_ok = linear.spike_linear_forward(x, w, b)  # the CPU kernels
+    want_y, want_bits, want_ok = cpu_linear.spike_linear_forward(x, w, b)  # the CPU kernels
     words, ok = spike_linear.pack_rows(x)
     if not torch.equal(words, want_bits) or bool(ok) != bool(want_ok):
         raise AssertionError("row words differ from the CPU kernel's")
@@ -188,7 +188,7 @@ def _rows_case(R: int, K: int, n_out: int, bias: bool, p: float) -> None:
     _close(y, want_y, 1e-5, "Y against the CPU kernel")
     gy = torch.randn(R, n_out, generator=g)
     gw = spike_linear.spike_linear_wgrad_cuda(gy, words, ok, None, K)
-    _close(gw, linear.spike_linear_wgrad(gy, want_bits, want_ok, None, K), 1e-5, "dL/dW")
+    _close(gw, cpu_linear.spike_linear_wgrad(gy, want_bits, want_ok, None, K), 1e-5, "dL/dW")
     xn = x.clone()
     if R and K:
         xn[0, 0] = 0.5  # not binary: the dense gradient from x, chosen on the device
@@ -221,7 +221,7 @@ def _late_case(n: int, binary: bool) -> None:
 
 
 def _poisson_case(shape: tuple[int, ...], T: int, dtype: torch.dtype, seed: tuple[int, int]) -> None:
-    from softspike.core.fused import sampling
+    from softspike.kernels import sampling
     from softspike.kernels.triton import poisson
 
     g = torch.Generator().manual_seed(sum(shape) + T)
@@ -261,11 +261,11 @@ def poisson_cases() -> Iterator[Case]:
 def _point_cpu_at_triton() -> None:
     """In this child only: the CPU kernels of the scan ops replaced by the Triton ones, so that the
     backend's own run (operator, autograd registration, arguments) is exercised on CPU tensors."""
-    from softspike.core.fused import ops
+    from softspike.kernels import scan_native
     from softspike.kernels.triton import scan
 
-    ops.lif_multistep.register_kernel("cpu")(scan.lif_multistep_cuda)
-    ops.lif_multistep_backward.register_kernel("cpu")(scan.lif_multistep_backward_cuda)
+    scan_native.lif_multistep.register_kernel("cpu")(scan.lif_multistep_cuda)
+    scan_native.lif_multistep_backward.register_kernel("cpu")(scan.lif_multistep_backward_cuda)
 
 
 FAMILIES: dict[str, Callable[[], Iterator[Case]]] = {

@@ -1,7 +1,7 @@
 """`softspike info [--json]`: versions, threads and the backends that run neurons here (for bug reports).
 
     softspike info --neuron lif --shape 8,32,1000      why each backend does or does not run that layer
-    softspike info --backends --markdown               the docs' table: which backend runs which neuron
+    softspike info --backends --markdown               the docs' tables: the backends, which runs which neuron
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import torch
 from softspike.cli.options import device_option
 
 #: The devices and dtypes of the docs' table; CUDA inputs are fake tensors, so no GPU is needed.
-TABLE_COLUMNS = (("cpu", torch.float32), ("cpu", torch.float64), ("cpu", torch.bfloat16), ("cuda", torch.float32),
-                 ("cuda", torch.float16), ("cuda", torch.bfloat16))
+TABLE_COLUMNS = tuple((device, dtype) for device in ("cpu", "cuda")
+                      for dtype in (torch.float32, torch.float64, torch.float16, torch.bfloat16))
 #: Neurons per time step of the table's layers; "small" is a layer of SMALL neurons.
 LARGE, SMALL = 8192, 64
 #: Settings beside the defaults that change the backend (the table's extra rows, for LIF).
@@ -66,7 +66,7 @@ def _parse_shape(text: str) -> tuple[int, ...]:
 
 def collect(args: argparse.Namespace | None = None) -> dict[str, Any]:
     import softspike
-    from softspike.core.backends import backend_info
+    from softspike.core.registry import backend_info
 
     registry = softspike.get_registry()
     layer = x = None
@@ -119,9 +119,12 @@ def backend_table(registry: Any) -> list[list[str]]:
 
 
 def table_markdown(registry: Any) -> str:
+    """The docs' tables: every backend with its priority and scope (in `auto`'s order), then `backend_table`."""
+    lines = ["| backend | priority | scope |", "|---|---|---|"]
+    lines += [f"| `{b.name}` | {b.priority} | {b.scope} |" for b in registry.backends]
     head = ["neuron", "settings", *(f"{d.upper()} {str(t).replace('torch.', '')}"
                                     for d, t in TABLE_COLUMNS)]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    lines += ["", "| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     lines += ["| " + " | ".join(f"`{c}`" if i == 0 else c for i, c in enumerate(row)) + " |"
               for row in backend_table(registry)]
     return "\n".join(lines) + "\n"

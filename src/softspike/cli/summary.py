@@ -7,6 +7,7 @@ import argparse
 from typing import Any
 
 from softspike.cli.validate import add_limit_options, check_limit
+from softspike.core.neuron import DEFAULT_SURROGATE
 from softspike.core.registry import get_registry
 from softspike.models.layers import numel, part_params
 from softspike.models.limits import BYTES_PER_VALUE, format_size
@@ -35,8 +36,8 @@ def _describe(layer: Any) -> str:
     if layer.type == "neuron":
         if layer.surrogate is not None:
             gate = describe_part(layer.surrogate)
-        else:  # what the neuron falls back to: the sigmoid gate with its defaults
-            gate = _call("sigmoid", get_registry().surrogates.get("sigmoid").defaults())
+        else:  # what the neuron falls back to: the default gate with its defaults
+            gate = _call(DEFAULT_SURROGATE, get_registry().surrogates.get(DEFAULT_SURROGATE).defaults())
         reset = "v_reset=None (soft)" if layer.v_reset is None else f"v_reset={layer.v_reset}"
         return (f"{describe_part(layer.neuron)} v_threshold={layer.v_threshold} {reset} {gate} "
                 f"detach_reset={layer.detach_reset} reset_grad={layer.reset_grad}")

@@ -190,18 +190,3 @@ class BackendCatalog:
                  "available": (why := b.available()) is None, "status": why or "available"}
                 for b in self._ordered]
 
-
-def backend_info(layer: Any = None, x: Tensor | None = None, registry: Any = None) -> dict[str, Any]:
-    """Every backend with its scope and whether this process can use it; given a neuron `layer` and an
-    input `x` [T, B, ...], also why each backend does or does not apply to it and which one `auto` runs."""
-    import torch
-
-    from softspike.core.registry import get_registry
-
-    catalog: BackendCatalog = (registry or get_registry()).backends
-    out: dict[str, Any] = {"backends": catalog.info(), "threads": torch.get_num_threads()}
-    if layer is not None:
-        if x is None:
-            raise TypeError("backend_info(layer, x): give the input the layer would see, [T, B, ...]")
-        out["layer"] = catalog.explain(layer.dynamics, layer.cfg, x)
-    return out

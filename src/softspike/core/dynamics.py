@@ -16,9 +16,10 @@ puts under "v" is replaced by the reset membrane, so the reset modes mean the sa
 Everything here is a pure function of tensors: the time loop calls it once per step, and no
 registry, hook or schema is touched there.
 
-A dynamics whose charge is leaky-linear can *declare* it (`linear_charge`), and the fused kernels
-then run it whatever its class; every other dynamics runs on the generic fused path
-(`softspike.core.fused`), which needs nothing but this contract.
+A dynamics whose charge is leaky-linear can *declare* it (`linear_charge`), and the backends with
+fused kernels then run it whatever its class; every other dynamics runs on the compiled generic
+backend or the reference loop, which need nothing but this contract (the backend catalog,
+`softspike.core.backends`, chooses; the kernels live in `softspike.kernels`, which core never imports).
 """
 
 from __future__ import annotations

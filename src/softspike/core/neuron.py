@@ -29,8 +29,8 @@ from softspike.core.step import (
 from softspike.core.surrogate import Surrogate
 
 __all__ = [
-    "DEFAULT_SURROGATE", "NEURON_OPTIONS", "FireConfig", "Neuron", "ResetGrad", "SpikeFn", "StepMode", "assemble",
-    "fire_reset", "multistep_reference", "neuron_step", "resting", "step_parts",
+    "DEFAULT_SURROGATE", "NEURON_DEFAULTS", "NEURON_OPTIONS", "FireConfig", "Neuron", "ResetGrad", "SpikeFn",
+    "StepMode", "assemble", "fire_reset", "multistep_reference", "neuron_step", "resting", "step_parts",
 ]
 
 StepMode = Literal["s", "m"]
@@ -216,6 +216,10 @@ class Neuron(nn.Module):
 
 #: The options every neuron takes beside its dynamics' own parameters (the names of `Neuron`'s arguments).
 NEURON_OPTIONS: tuple[str, ...] = tuple(inspect.signature(Neuron.__init__).parameters)[2:]
+#: Their defaults, as `Neuron` takes them (the spec's neuron layer declares the same ones from here).
+NEURON_DEFAULTS: dict[str, Any] = {
+    name: p.default for name, p in inspect.signature(Neuron.__init__).parameters.items() if name in NEURON_OPTIONS
+}
 
 
 class Plugins(Protocol):

@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import pluggy
+import torch
 from pydantic import BaseModel
+from torch import Tensor
 
 from softspike.core.backends import AUTO, Backend, BackendCatalog
 from softspike.core.errors import RegistryError, UnknownPluginError
@@ -397,3 +399,15 @@ def reload_registry(autoload: bool | None = None) -> Registry:
     with _lock:
         _registry = load_registry(autoload)
         return _registry
+
+
+def backend_info(layer: Any = None, x: Tensor | None = None, registry: Any = None) -> dict[str, Any]:
+    """Every backend with its scope and whether this process can use it; given a neuron `layer` and an
+    input `x` [T, B, ...], also why each backend does or does not apply to it and which one `auto` runs."""
+    catalog: BackendCatalog = (registry or get_registry()).backends
+    out: dict[str, Any] = {"backends": catalog.info(), "threads": torch.get_num_threads()}
+    if layer is not None:
+        if x is None:
+            raise TypeError("backend_info(layer, x): give the input the layer would see, [T, B, ...]")
+        out["layer"] = catalog.explain(layer.dynamics, layer.cfg, x)
+    return out

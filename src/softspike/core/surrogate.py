@@ -54,8 +54,9 @@ def spike(x: Tensor, gate: Surrogate) -> Tensor:
 class GateKernel:
     """A gate's declaration: "my σ and σ' are the compiled kernel `name` at these parameters".
 
-    Names the fused kernels know: sigmoid, atan, piecewise_quadratic, fast_sigmoid, erf, triangle
-    (uses `width`), straight_through; see `softspike.core.fused.backend_info()`.
+    Names the kernels know (`softspike.kernels.scan_native.GATES`): sigmoid, atan, piecewise_quadratic,
+    fast_sigmoid, erf, triangle (uses `width`), straight_through; `softspike info` lists the backends
+    that run them.
     """
 
     name: str

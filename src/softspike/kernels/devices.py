@@ -26,7 +26,7 @@ KERNELS = ("native", "triton", "torch")
 
 
 def _native(tensors: Sequence[Tensor]) -> str | None:
-    from softspike.core.fused import native
+    from softspike.kernels import native
 
     if any(t.device.type != "cpu" for t in tensors):
         return f"the CPU kernels take CPU tensors, got {tensors[0].device}"

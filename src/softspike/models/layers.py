@@ -25,11 +25,11 @@ from pydantic import Field
 from torch import nn
 
 from softspike.core.backends import AUTO
-from softspike.core.fused.linear import SpikeLinear
-from softspike.core.fused.spike_conv import SpikeConv2d
-from softspike.core.neuron import assemble
+from softspike.core.neuron import DEFAULT_SURROGATE, NEURON_DEFAULTS, assemble
 from softspike.core.params import FLOAT32_TINY
 from softspike.core.registry import Catalog, Registry
+from softspike.kernels.spike_conv import SpikeConv2d
+from softspike.kernels.spike_linear import SpikeLinear
 from softspike.layers import MultiStep
 from softspike.models.base import MAX_SIZE, Size, SpecModel
 from softspike.models.network import Residual as ResidualModule
@@ -312,12 +312,15 @@ class NeuronLayer(LayerSpec):
     """Spiking neurons: dynamics, threshold, reset and surrogate gate, run over all T steps."""
 
     neuron: Any = Field(description="The dynamics: a registered neuron and its parameters.")
-    surrogate: Any = Field(default=None, description="The surrogate gate (default: sigmoid).")
-    v_threshold: float = Field(default=1.0, description="Firing threshold V_th.")
-    v_reset: float | None = Field(default=0.0, description="Reset potential; null for a soft reset (V -= V_th).")
-    detach_reset: bool = Field(default=False, description="Cut the gradient through the reset.")
+    surrogate: Any = Field(default=None, description=f"The surrogate gate (default: {DEFAULT_SURROGATE}).")
+    v_threshold: float = Field(default=NEURON_DEFAULTS["v_threshold"], description="Firing threshold V_th.")
+    v_reset: float | None = Field(default=NEURON_DEFAULTS["v_reset"],
+                                  description="Reset potential; null for a soft reset (V -= V_th).")
+    detach_reset: bool = Field(default=NEURON_DEFAULTS["detach_reset"],
+                               description="Cut the gradient through the reset.")
     reset_grad: Literal["surrogate", "straight_through"] = Field(
-        default="surrogate", description="Gradient through the reset: surrogate, or 2020 straight-through.")
+        default=NEURON_DEFAULTS["reset_grad"],
+        description="Gradient through the reset: surrogate, or 2020 straight-through.")
     backend: str = Field(default=AUTO, description="Who runs the multi-step scan: 'auto' (the fastest backend "
                          "that applies) or a registered backend's name (`softspike info` lists them; "
                          "docs/backends.md).")

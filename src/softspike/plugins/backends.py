@@ -1,8 +1,8 @@
 """softspike's own backends for the multi-step scan, registered through the plugin hook like a third party's.
 
-    native      the C++ CPU kernels (`torch.ops.softspike.lif_multistep`)
-    torch       the scan in tensor ops with a hand-written BPTT (any device and dtype)
-    compiled    torch.compile of one step for any dynamics (`generic`)
+    native      the C++ CPU kernels (`torch.ops.softspike.lif_multistep`, `softspike.kernels.scan_native`)
+    torch       the scan in tensor ops with a hand-written BPTT, any device and dtype (`softspike.kernels.scan_torch`)
+    compiled    torch.compile of one step for any dynamics (`softspike.kernels.scan_compiled`)
     reference   the per-step autograd loop every other backend is checked against
     triton      the Triton kernels on CUDA tensors (`softspike.kernels.triton`)
 """
@@ -13,16 +13,16 @@ from torch import Tensor
 
 from softspike.core.backends import Backend
 from softspike.core.dynamics import Dynamics
-from softspike.core.fused import generic, native, native_ops
-from softspike.core.fused.torch_ops import fused_torch, k_logit, plan_for
 from softspike.core.step import FireConfig, multistep_reference
+from softspike.kernels import native, scan_compiled, scan_native
+from softspike.kernels.scan_torch import fused_torch, k_logit, plan_for
 from softspike.kernels.triton.register import triton_backend
 
 NO_DECLARATION = "the dynamics declares no linear charge (Dynamics.linear_charge)"
 
 
 def _native_supports(dynamics: Dynamics, cfg: FireConfig, x: Tensor) -> str | None:
-    return native_ops.supports(plan_for(dynamics, cfg), cfg, x)
+    return scan_native.supports(plan_for(dynamics, cfg), cfg, x)
 
 
 def _native_available() -> str | None:
@@ -32,7 +32,7 @@ def _native_available() -> str | None:
 def _native_run(dynamics: Dynamics, cfg: FireConfig, x: Tensor) -> Tensor:
     plan = plan_for(dynamics, cfg)
     assert plan is not None  # see _native_supports
-    return native_ops.fused_native(plan, x, k_logit(plan, x))
+    return scan_native.fused_native(plan, x, k_logit(plan, x))
 
 
 def _torch_supports(dynamics: Dynamics, cfg: FireConfig, x: Tensor) -> str | None:
@@ -50,28 +50,28 @@ def _any(dynamics: Dynamics, cfg: FireConfig, x: Tensor) -> str | None:
 
 
 def _compiled_supports(dynamics: Dynamics, cfg: FireConfig, x: Tensor) -> str | None:
-    return generic.traced_reason()
+    return scan_compiled.traced_reason()
 
 
 def _compiled_pays(dynamics: Dynamics, cfg: FireConfig, x: Tensor) -> str | None:
-    if x[0].numel() < generic.MIN_NUMEL:
-        return f"fewer than {generic.MIN_NUMEL} neurons per step: compiling would not pay"
+    if x[0].numel() < scan_compiled.MIN_NUMEL:
+        return f"fewer than {scan_compiled.MIN_NUMEL} neurons per step: compiling would not pay"
     return None
 
 
 def _compiled_available() -> str | None:
-    ok, why = generic.status()
+    ok, why = scan_compiled.status()
     return None if ok else why
 
 
 def _compiled_run(dynamics: Dynamics, cfg: FireConfig, x: Tensor) -> Tensor:
-    out = generic.compiled_multistep(dynamics, cfg, x)
+    out = scan_compiled.compiled_multistep(dynamics, cfg, x)
     # A compiler that fails on first use has said why (logged, and `available` from now on).
     return out if out is not None else multistep_reference(dynamics, cfg, x)
 
 
 def builtin_backends() -> list[Backend]:
-    gates = ", ".join(native_ops.GATES)
+    gates = ", ".join(scan_native.GATES)
     return [
         Backend("native", 300, _native_supports, _native_run,
                 "CPU float32; dynamics declaring a LinearCharge without adaptation; gates declaring a kernel "
@@ -82,7 +82,7 @@ def builtin_backends() -> list[Backend]:
                 "gate and reset mode. Saves H per step"),
         Backend("compiled", 100, _compiled_supports, _compiled_run,
                 f"any dynamics, any device torch.compile targets: one step compiled (auto: layers of >= "
-                f"{generic.MIN_NUMEL} neurons); off with {generic.DISABLE_ENV}=1",
+                f"{scan_compiled.MIN_NUMEL} neurons); off with {scan_compiled.DISABLE_ENV}=1",
                 available=_compiled_available, pays_off=_compiled_pays),
         Backend("reference", 0, _any, multistep_reference,
                 "everything: the per-step autograd loop every backend is checked against"),

@@ -25,7 +25,7 @@ class PoissonEncoder(Encoder):
     def encode(self, x: Tensor, T: int) -> Tensor:
         check_intensity(x, "PoissonEncoder")
         check_steps(T, "PoissonEncoder")
-        from softspike.core.fused.sampling import bernoulli_steps  # one stream, compiled kernel or not
+        from softspike.kernels.sampling import bernoulli_steps  # one stream, compiled kernel or not
 
         return bernoulli_steps(x, T)
 

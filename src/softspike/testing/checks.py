@@ -107,8 +107,8 @@ def check_fused_matches_reference(neuron: Neuron, x_seq: Tensor, backend: str = 
 def _check_declared_step(neuron: Neuron, x_seq: Tensor) -> None:
     """The dynamics' own step equals the step its `LinearCharge` declares, bit for bit, along the
     reference trajectory (no-op for a dynamics that declares nothing)."""
-    from softspike.core.fused.torch_ops import _Declared
     from softspike.core.step import resting, step_parts
+    from softspike.kernels.scan_torch import _Declared
 
     decl = neuron.dynamics.linear_charge()
     if decl is None:

@@ -2,7 +2,7 @@
 
 The other properties check one layer on small random inputs; this one runs what a user runs. A
 spec of mnist_fc's shape (784-196-10, Poisson input) with the neuron and gate under test, at a batch
-where the hidden layer has at least `generic.MIN_NUMEL` neurons per step, so that every multi-step
+where the hidden layer has at least `scan_compiled.MIN_NUMEL` neurons per step, so that every multi-step
 path `auto` picks for a layer of production size runs (a declared kernel, the compiled generic
 scan, or the reference loop for the small readout layer):
 
@@ -26,11 +26,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from softspike.core.fused import compact_saved_spikes, generic
 from softspike.core.registry import Registry, get_registry
+from softspike.kernels import scan_compiled
+from softspike.kernels.bitpack import compact_saved_spikes
 
-#: The batch that gives mnist_fc's hidden layer (196 neurons) at least `generic.MIN_NUMEL` per step.
-BATCH = -(-generic.MIN_NUMEL // 196)
+#: The batch that gives mnist_fc's hidden layer (196 neurons) at least `scan_compiled.MIN_NUMEL` per step.
+BATCH = -(-scan_compiled.MIN_NUMEL // 196)
 STEPS = 3
 
 

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from softspike.core.fused.compact import compact_saved_spikes
 from softspike.core.registry import Registry
+from softspike.kernels.bitpack import compact_saved_spikes
 from softspike.models.builder import build
 from softspike.models.limits import check_memory, machine_memory
 from softspike.models.load import CheckedSpec

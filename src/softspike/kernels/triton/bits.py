@@ -9,12 +9,12 @@
 from __future__ import annotations
 
 import torch
-from torch import Tensor
-
 import triton
 import triton.language as tl
+from torch import Tensor
+
 from softspike.core.errors import KernelInputError
-from softspike.core.fused.ops import check_tensor
+from softspike.kernels.common import check_tensor
 
 BLOCK = 256  # bytes (or words) per program
 

@@ -79,7 +79,7 @@ class LatePacked:
         return True
 
     def unpack(self) -> Tensor:
-        from softspike.core.fused.compact import unpack_bits
+        from softspike.kernels.bitpack import unpack_bits
 
         settle_pending()
         self.settle()

@@ -5,19 +5,19 @@ Element i of step t spikes when u(t, i) < x[i] (x compared in float32), with
     (lo, hi) = the low and high 32 bits of t·M;  h = fmix32((lo + i) ^ s0);  h = fmix32(h ^ fmix32(hi ^ s1))
     u = (h >> 8)·2⁻²⁴
 
-exactly as `softspike.core.fused.sampling` documents it, so the same seed gives the same spikes on
+exactly as `softspike.kernels.sampling` documents it, so the same seed gives the same spikes on
 every device. The seeds are read by the kernel from the seed tensor (no host read).
 """
 
 from __future__ import annotations
 
 import torch
-from torch import Tensor
-
 import triton
 import triton.language as tl
-from softspike.core.fused.ops import memory_order
-from softspike.core.fused.sampling import _check, _layout
+from torch import Tensor
+
+from softspike.kernels.common import memory_order
+from softspike.kernels.sampling import _check, _layout
 
 BLOCK = 1024
 

@@ -42,16 +42,17 @@ def install() -> str | None:
     with _lock:
         if _installed:
             return None
-        from softspike.core.fused import compact, linear, ops, sampling
-        from softspike.kernels.triton import bits, poisson, scan, spike_linear
+        from softspike.kernels import bitpack, common, sampling, scan_native, spike_linear
+        from softspike.kernels.triton import bits, poisson, scan
+        from softspike.kernels.triton import spike_linear as triton_linear
 
-        ops.OTHER_DEVICES["cuda"] = DTYPES
-        ops.lif_multistep.register_kernel("cuda")(scan.lif_multistep_cuda)
-        ops.lif_multistep_backward.register_kernel("cuda")(scan.lif_multistep_backward_cuda)
-        linear.spike_linear_forward.register_kernel("cuda")(spike_linear.spike_linear_cuda)
-        linear.spike_linear_wgrad.register_kernel("cuda")(spike_linear.spike_linear_wgrad_cuda)
-        compact.pack_bits.register_kernel("cuda")(bits.pack_bits_cuda)
-        compact.unpack_bits.register_kernel("cuda")(bits.unpack_bits_cuda)
+        common.OTHER_DEVICES["cuda"] = DTYPES
+        scan_native.lif_multistep.register_kernel("cuda")(scan.lif_multistep_cuda)
+        scan_native.lif_multistep_backward.register_kernel("cuda")(scan.lif_multistep_backward_cuda)
+        spike_linear.spike_linear_forward.register_kernel("cuda")(triton_linear.spike_linear_cuda)
+        spike_linear.spike_linear_wgrad.register_kernel("cuda")(triton_linear.spike_linear_wgrad_cuda)
+        bitpack.pack_bits.register_kernel("cuda")(bits.pack_bits_cuda)
+        bitpack.unpack_bits.register_kernel("cuda")(bits.unpack_bits_cuda)
         sampling.poisson.register_kernel("cuda")(poisson.poisson_cuda)
         _installed = True
     return None
@@ -59,8 +60,8 @@ def install() -> str | None:
 
 def supports(dynamics: Dynamics, cfg: FireConfig, x: Tensor) -> str | None:
     """None if the Triton scan runs this layer, else why not."""
-    from softspike.core.fused.native_ops import GATES
-    from softspike.core.fused.torch_ops import plan_for
+    from softspike.kernels.scan_native import declared_reason
+    from softspike.kernels.scan_torch import plan_for
 
     if x.device.type != "cuda":
         return f"the Triton kernels take CUDA tensors, this input is on {x.device}"
@@ -69,22 +70,13 @@ def supports(dynamics: Dynamics, cfg: FireConfig, x: Tensor) -> str | None:
         return why
     if x.dtype not in DTYPES:
         return f"the Triton kernels take float32, float16 or bfloat16, got {x.dtype}"
-    plan = plan_for(dynamics, cfg)
-    if plan is None:
-        return "the dynamics declares no linear charge"
-    if plan.charge.adaptation is not None:
-        return "an adaptive threshold runs on the tensor-op path"
-    gate = cfg.surrogate.kernel()
-    if gate is None or gate.name not in GATES:
-        return f"no kernel for the gate {type(cfg.surrogate).__name__}"
-    return None
+    return declared_reason(plan_for(dynamics, cfg), cfg)
 
 
 def run(dynamics: Dynamics, cfg: FireConfig, x: Tensor) -> Tensor:
     """Spikes [T, B, ...] from rest through `torch.ops.softspike.lif_multistep` on CUDA (differentiable)."""
-    from softspike.core.fused.native_ops import kernel_args
-    from softspike.core.fused.ops import LifMultistep
-    from softspike.core.fused.torch_ops import k_logit, plan_for
+    from softspike.kernels.scan_native import LifMultistep, kernel_args
+    from softspike.kernels.scan_torch import k_logit, plan_for
 
     why = install()
     if why is not None:

@@ -17,21 +17,25 @@ number as a multiplication by its float32 reciprocal, and so does the kernel the
 CPU tensors (the interpreter) it divides. In the straight-through mode V takes the hard reset's
 value exactly (the reference computes soft + (hard - soft), equal up to one rounding).
 
-The gate numbers are those of the CPU kernels (`GATES` of the native ops).
+The charge and gate numbers are the CPU kernels' (`DYNAMICS`, `GATES` of `softspike.kernels.scan_native`,
+their one source), as constexpr globals the kernels compare with by name.
 """
 
 from __future__ import annotations
 
 import torch
-from torch import Tensor
-
 import triton
 import triton.language as tl
-from softspike.core.errors import KernelInputError
-from softspike.core.fused.ops import N_GATES, _check_lif, check_tensor, memory_order
+from torch import Tensor
 
-IF, LIF, PLIF = 0, 1, 2
-SIGMOID, ATAN, PIECEWISE_QUADRATIC, FAST_SIGMOID, ERF, TRIANGLE, STRAIGHT_THROUGH = range(7)
+from softspike.kernels.common import memory_order
+from softspike.kernels.scan_native import DYNAMICS, GATES, _check_lif, check_backward_args
+
+IF, LIF, PLIF = (tl.constexpr(DYNAMICS[n]) for n in ("if", "lif", "plif"))
+SIGMOID, ATAN, PIECEWISE_QUADRATIC, FAST_SIGMOID, ERF, TRIANGLE, STRAIGHT_THROUGH = (
+    tl.constexpr(GATES[n])
+    for n in ("sigmoid", "atan", "piecewise_quadratic", "fast_sigmoid", "erf", "triangle", "straight_through")
+)
 
 #: Neurons per program: a multiple of the warp, big enough to hide the load latency.
 BLOCK = 512
@@ -53,21 +57,21 @@ def _atan(x):
 
 @triton.jit
 def _gate_derivative(z, alpha, width, GATE: tl.constexpr):
-    if GATE == 0:  # sigmoid
+    if GATE == SIGMOID:
         s = 1.0 / (1.0 + tl.exp(-alpha * z))
         d = alpha * s * (1.0 - s)
-    elif GATE == 1:  # atan
+    elif GATE == ATAN:
         u = 1.5707963267948966 * alpha * z
         d = (alpha * 0.5) / (1.0 + u * u)
-    elif GATE == 2:  # piecewise quadratic
+    elif GATE == PIECEWISE_QUADRATIC:
         d = tl.maximum(alpha - alpha * alpha * tl.abs(z), 0.0)
-    elif GATE == 3:  # fast sigmoid
+    elif GATE == FAST_SIGMOID:
         u = 1.0 + alpha * tl.abs(z)
         d = alpha / (2.0 * u * u)
-    elif GATE == 4:  # erf
+    elif GATE == ERF:
         u = alpha * z
         d = alpha * 0.5641895835477563 * tl.exp(-(u * u))
-    elif GATE == 5:  # triangle
+    elif GATE == TRIANGLE:
         d = alpha * tl.maximum(1.0 - tl.abs(z) / width, 0.0)
     else:  # straight-through: alpha on |z| <= 0.5 / alpha
         d = tl.where(tl.abs(z) <= width, alpha, 0.0)
@@ -76,18 +80,18 @@ def _gate_derivative(z, alpha, width, GATE: tl.constexpr):
 
 @triton.jit
 def _gate_primitive(z, alpha, width, GATE: tl.constexpr):
-    if GATE == 0:
+    if GATE == SIGMOID:
         p = 1.0 / (1.0 + tl.exp(-alpha * z))
-    elif GATE == 1:
+    elif GATE == ATAN:
         p = _atan(1.5707963267948966 * alpha * z) * 0.3183098861837907 + 0.5
-    elif GATE == 2:
+    elif GATE == PIECEWISE_QUADRATIC:
         mid = -0.5 * alpha * alpha * z * tl.abs(z) + alpha * z + 0.5
         p = tl.where(z > 1.0 / alpha, 1.0, tl.where(z < -1.0 / alpha, 0.0, mid))
-    elif GATE == 3:
+    elif GATE == FAST_SIGMOID:
         p = 0.5 + alpha * z / (2.0 * (1.0 + alpha * tl.abs(z)))
-    elif GATE == 4:
+    elif GATE == ERF:
         p = 0.5 * (1.0 + tl.erf(alpha * z))
-    elif GATE == 5:
+    elif GATE == TRIANGLE:
         mid = alpha * (z + width / 2 - z * tl.abs(z) / (2 * width))
         p = tl.where(z > width, alpha * width, tl.where(z < -width, 0.0, mid))
     else:
@@ -97,9 +101,9 @@ def _gate_primitive(z, alpha, width, GATE: tl.constexpr):
 
 @triton.jit
 def _charge(v, x, k, tau, v_rest, DYN: tl.constexpr, RECIP: tl.constexpr):
-    if DYN == 0:
+    if DYN == IF:
         h = v + x
-    elif DYN == 1:
+    elif DYN == LIF:
         if RECIP:
             h = v + (x - (v - v_rest)) * tau  # tau holds float32(1 / tau) here
         else:
@@ -115,7 +119,7 @@ def _scan_forward(x_ptr, s_ptr, h_ptr, k_ptr, T, M, tau, v_rest, v_th, v_reset,
                   BLOCK: tl.constexpr):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < M
-    k = tl.load(k_ptr).to(tl.float32) if DYN == 2 else 0.0
+    k = tl.load(k_ptr).to(tl.float32) if DYN == PLIF else 0.0
     v = tl.zeros([BLOCK], tl.float32) + v_rest
     for t in range(T):
         idx = t * M + offs
@@ -141,11 +145,11 @@ def _scan_backward(x_ptr, gs_ptr, gx_ptr, h_ptr, k_ptr, gk_ptr, T, M, tau, v_res
     pid = tl.program_id(0)
     offs = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < M
-    k = tl.load(k_ptr).to(tl.float32) if DYN == 2 else 0.0
+    k = tl.load(k_ptr).to(tl.float32) if DYN == PLIF else 0.0
     # The factor dL/dX = dL/dH·kx: 1 (IF), 1/tau (LIF), k (parametric LIF).
-    if DYN == 0:
+    if DYN == IF:
         kx = 1.0
-    elif DYN == 1:
+    elif DYN == LIF:
         kx = tau if RECIP else 1.0 / tau
     else:
         kx = k
@@ -172,7 +176,7 @@ def _scan_backward(x_ptr, gs_ptr, gx_ptr, h_ptr, k_ptr, gk_ptr, T, M, tau, v_res
                 gs = gs - gv * v_th
         gh = gh + gs * sg
         gx = gh * kx
-        if DYN == 2:
+        if DYN == PLIF:
             xt = tl.load(x_ptr + idx, mask=mask, other=0.0).to(tl.float32)
             hp = tl.load(h_ptr + idx - M, mask=mask & (t > 0), other=0.0)
             fired_p = (hp - v_th) >= 0.0
@@ -182,12 +186,12 @@ def _scan_backward(x_ptr, gs_ptr, gx_ptr, h_ptr, k_ptr, gk_ptr, T, M, tau, v_res
                 vp = tl.where(fired_p, hp - v_th, hp)
             vp = tl.where(t > 0, vp, v_rest)
             gk += tl.where(mask, gh * (xt - (vp - v_rest)), 0.0)
-        if DYN == 0:
+        if DYN == IF:
             gv = gh
         else:
             gv = gh - gx
         tl.store(gx_ptr + idx, gx.to(gx_ptr.dtype.element_ty), mask=mask)
-    if DYN == 2:
+    if DYN == PLIF:
         tl.store(gk_ptr + pid, tl.sum(gk, 0))
 
 
@@ -274,13 +278,6 @@ def lif_multistep_backward_cuda(grad: Tensor, x: Tensor, w: Tensor, dyn: int, ta
                                 v_threshold: float, v_reset: float, hard: bool, detach: bool, gate: int, alpha: float,
                                 width: float, straight: bool = False) -> tuple[Tensor, Tensor]:
     """`torch.ops.softspike.lif_multistep_backward` on CUDA."""
-    op = "lif_multistep_backward"
-    _check_lif(op, x, w, dyn, tau, {"v_rest": v_rest, "v_threshold": v_threshold, "v_reset": v_reset,
-                                    "alpha": alpha, "width": width})
-    check_tensor(op, "grad", grad)
-    if grad.shape != x.shape:
-        raise KernelInputError(f"softspike::{op}: grad has shape {list(grad.shape)}, x has {list(x.shape)}")
-    if not 0 <= gate < N_GATES:
-        raise KernelInputError(f"softspike::{op}: gate must be a compiled gate id in [0, {N_GATES}), got {gate}")
+    check_backward_args(grad, x, w, dyn, tau, v_rest, v_threshold, v_reset, gate, alpha, width)
     return scan_backward(grad, x, w, dyn, tau, v_rest, v_threshold, v_reset, hard, detach, gate, alpha, width,
                          straight)

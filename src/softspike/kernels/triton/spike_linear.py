@@ -18,11 +18,11 @@ binary and from X itself otherwise, chosen on the device (`torch.where`), not on
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
-
 import triton
 import triton.language as tl
-from softspike.core.fused.linear import _check
+from torch import Tensor, nn
+
+from softspike.kernels.spike_linear import _check
 from softspike.kernels.triton.bits import pack_rows, unpack_rows
 
 GATHER_MAX_DENSITY = 1 / 16

@@ -55,7 +55,7 @@ def _retained_bytes(fn: Any) -> int:
     the cache keeps freed buffers (memory reserved, like CUDA's caching allocator, not allocated)."""
     from torch.profiler import ProfilerActivity, profile
 
-    from softspike.core.fused import POOL
+    from softspike.kernels.pool import POOL
 
     cap, POOL.max_bytes = POOL.max_bytes, 0
     try:

@@ -23,8 +23,8 @@ import torch
 from torch import Tensor, nn
 
 from softspike.core.errors import KernelInputError
-from softspike.core.fused.ops import check_tensor, lib, ptr
-from softspike.core.fused.pool import POOL
+from softspike.kernels.common import check_tensor, lib, ptr
+from softspike.kernels.pool import POOL
 
 _MAX_OUT = 1 << 16
 _MIN_GATHER_OUT = 64

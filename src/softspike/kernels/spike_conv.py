@@ -32,8 +32,8 @@ from torch import Tensor, nn
 from torch.nn import grad as conv_grad
 
 from softspike.core.errors import KernelInputError
-from softspike.core.fused import native
-from softspike.core.fused.ops import check_tensor, lib, pooled_like, ptr
+from softspike.kernels import native
+from softspike.kernels.common import check_tensor, lib, pooled_like, ptr
 
 #: Above this fraction of ones the dense convolutions are faster (see the module docstring).
 DENSE_ABOVE = 0.4

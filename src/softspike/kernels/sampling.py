@@ -17,8 +17,8 @@ import torch
 from torch import Tensor
 
 from softspike.core.errors import KernelInputError
-from softspike.core.fused import native
-from softspike.core.fused.ops import lib, memory_order, pooled_like, ptr
+from softspike.kernels import native
+from softspike.kernels.common import lib, memory_order, pooled_like, ptr
 
 _M32 = 0xFFFFFFFF
 

@@ -26,8 +26,8 @@ import torch
 from torch import Tensor
 
 from softspike.core.errors import KernelInputError
-from softspike.core.fused.ops import check_tensor, lib, ptr
-from softspike.core.fused.pool import POOL
+from softspike.kernels.common import check_tensor, lib, ptr
+from softspike.kernels.pool import POOL
 
 
 class _Packed:

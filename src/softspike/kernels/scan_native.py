@@ -1,104 +1,47 @@
-"""The compiled kernels as PyTorch operators: `torch.ops.softspike.*`.
+"""The multi-step neuron scans on the CPU (float32), as `torch.ops.softspike.lif_multistep` (csrc/scan.cpp).
 
-Each kernel is a `torch.library.custom_op` with a fake (shape-only) implementation and, where it
-is differentiable, its gradient registered through `register_autograd`, so `torch.compile` sees
-one graph node per op (no graph break), `torch.export` and FakeTensor tracing see its shapes, and
-`torch.func` transforms it. The CPU implementations call the ctypes library of
-`softspike.core.fused.native` (a plain C++ file that builds in seconds; a TORCH_LIBRARY build
-would need torch's headers and a minute of compiling per source change on these machines).
+Each kernel is a `torch.library.custom_op` with a fake (shape-only) implementation and its gradient
+registered through `register_autograd`, so `torch.compile` sees one graph node per op (no graph
+break), `torch.export` and FakeTensor tracing see its shapes, and `torch.func` transforms it. The
+CPU implementations call the ctypes library of `softspike.kernels.native` (plain C++ that builds in
+seconds; a TORCH_LIBRARY build would need torch's headers and a minute of compiling per source
+change on these machines).
 
 The op is the one place that checks its arguments (device, dtype, shape, contiguity, empty
 tensors): every caller, compiled or not, passes here. Inputs of any layout are accepted; an
 input whose elements are dense in memory (contiguous, channels_last, a permutation) is read in
 place and the output comes back with the same strides, any other input is copied once and its
-output is contiguous, as with PyTorch's elementwise ops.
+output is contiguous, as with PyTorch's elementwise ops. Only the input X is saved for backward
+(the kernel recomputes H from it), so a training step holds no per-step activation of its own.
 
     lif_multistep(x [T, ...], w, ...) -> spikes [T, ...]     IF, LIF, parametric LIF (k = sigmoid(w))
     lif_multistep_backward(grad, x, w, ...) -> (dL/dX, dL/dk)   BPTT with H recomputed from X
+
+`DYNAMICS` and `GATES` are the kernels' numbering, written here once: the C++ header's enums and the
+Triton kernels' constants are checked against them (tests/test_kernel_tables.py).
 """
 
 from __future__ import annotations
 
 import ctypes
-import math
-from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
 from softspike.core.errors import KernelInputError
-from softspike.core.fused import native
-from softspike.core.fused.pool import POOL
+from softspike.core.step import FireConfig
+from softspike.kernels.common import check_number, check_tensor, lib, memory_order, pooled_like, ptr
+from softspike.kernels.scan_torch import Plan
 
-DYNAMICS = {"if": 0, "lif": 1, "plif": 2}
-N_GATES = 7  # sigmoid, atan, piecewise_quadratic, fast_sigmoid, erf, triangle, straight_through
-
-
-def lib() -> Any:
-    """The loaded kernel library; an op implementation runs only where it exists."""
-    handle = native.load()
-    if handle is None:
-        raise KernelInputError(f"softspike kernels: the compiled library is not available ({native.status()[0]})")
-    return handle
-
-
-def ptr(t: Tensor | None) -> ctypes.c_void_p:
-    return ctypes.c_void_p(t.data_ptr() if t is not None else None)
-
-
-#: Devices other than the CPU whose kernels some package registered for these ops, with the float
-#: dtypes they take where the CPU kernels take float32 (softspike.kernels.triton adds "cuda").
-OTHER_DEVICES: dict[str, tuple[torch.dtype, ...]] = {}
-
-
-def check_tensor(op: str, name: str, t: Tensor, dtype: torch.dtype = torch.float32, min_dim: int = 0) -> None:
-    """The checks every op makes on a tensor argument, with an error that names the op and the fix."""
-    if not isinstance(t, Tensor):
-        raise KernelInputError(f"softspike::{op}: {name} must be a tensor, got {type(t).__name__}")
-    other = OTHER_DEVICES.get(t.device.type)
-    if t.device.type != "cpu" and other is None:
-        raise KernelInputError(
-            f"softspike::{op}: {name} is on {t.device}; the compiled kernels run on CPU "
-            "(other devices take the tensor-op path: backend='torch')"
-        )
-    if t.dtype != dtype and not (other and dtype == torch.float32 and t.dtype in other):
-        raise KernelInputError(f"softspike::{op}: {name} has dtype {t.dtype}, expected {dtype}")
-    if t.dim() < min_dim:
-        raise KernelInputError(f"softspike::{op}: {name} needs at least {min_dim} dims, got shape {list(t.shape)}")
-
-
-def check_number(op: str, name: str, value: float, positive: bool = False) -> None:
-    if not math.isfinite(value) or (positive and value <= 0):
-        need = "a finite number > 0" if positive else "a finite number"
-        raise KernelInputError(f"softspike::{op}: {name} must be {need}, got {value!r}")
-
-
-def memory_order(x: Tensor, lead: int = 0) -> list[int]:
-    """A permutation p with x.permute(p) contiguous, dims [0, lead) kept first; identity if none.
-
-    The kernels then read x in place and write outputs with x's own strides (channels_last in,
-    channels_last out) instead of copying to row-major and back.
-    """
-    dims = list(range(x.dim()))
-    if x.is_contiguous():
-        return dims
-    rest = sorted(dims[lead:], key=lambda d: -x.stride()[d])
-    perm = dims[:lead] + rest
-    return perm if x.permute(perm).is_contiguous() else dims
-
-
-def inverse(perm: Sequence[int]) -> list[int]:
-    inv = [0] * len(perm)
-    for i, p in enumerate(perm):
-        inv[p] = i
-    return inv
-
-
-def pooled_like(shape: Sequence[int], perm: Sequence[int], dtype: torch.dtype = torch.float32) -> Tensor:
-    """An uninitialised tensor of `shape` laid out in memory in the order `perm` (a pooled buffer)."""
-    physical = POOL.empty(tuple(shape[p] for p in perm), dtype)
-    return physical.permute(inverse(perm))
+#: The kernels' charge numbers: 0 H = V + X, 1 divides by τ, 2 multiplies by k = sigmoid(w).
+DYNAMICS: dict[str, int] = {"if": 0, "lif": 1, "plif": 2}
+#: The kernels' gate numbers, by the name a gate declares (`Surrogate.kernel()`).
+GATES: dict[str, int] = {
+    "sigmoid": 0, "atan": 1, "piecewise_quadratic": 2, "fast_sigmoid": 3, "erf": 4, "triangle": 5,
+    "straight_through": 6,
+}
+N_GATES = len(GATES)
 
 
 # -- the multi-step neuron kernels ------------------------------------------------------------------
@@ -118,6 +61,19 @@ def _check_lif(op: str, x: Tensor, w: Tensor, dyn: int, tau: float, numbers: dic
 
 def _k(w: Tensor, dyn: int) -> float:
     return float(torch.sigmoid(w.detach()).reshape(())) if dyn == DYNAMICS["plif"] else 0.0
+
+
+def check_backward_args(grad: Tensor, x: Tensor, w: Tensor, dyn: int, tau: float, v_rest: float,
+                        v_threshold: float, v_reset: float, gate: int, alpha: float, width: float) -> None:
+    """The checks of `lif_multistep_backward`'s arguments, on every device's implementation."""
+    op = "lif_multistep_backward"
+    _check_lif(op, x, w, dyn, tau, {"v_rest": v_rest, "v_threshold": v_threshold, "v_reset": v_reset,
+                                    "alpha": alpha, "width": width})
+    check_tensor(op, "grad", grad)
+    if grad.shape != x.shape:
+        raise KernelInputError(f"softspike::{op}: grad has shape {list(grad.shape)}, x has {list(x.shape)}")
+    if not 0 <= gate < N_GATES:
+        raise KernelInputError(f"softspike::{op}: gate must be a compiled gate id in [0, {N_GATES}), got {gate}")
 
 
 @torch.library.custom_op("softspike::lif_multistep", mutates_args=(), device_types="cpu")
@@ -164,13 +120,7 @@ def lif_multistep_backward(
     BPTT with ∂S/∂H = σ'(H - V_th) of gate `gate` (parameters alpha, width), H recomputed from x.
     """
     op = "lif_multistep_backward"
-    _check_lif(op, x, w, dyn, tau, {"v_rest": v_rest, "v_threshold": v_threshold, "v_reset": v_reset,
-                                    "alpha": alpha, "width": width})
-    check_tensor(op, "grad", grad)
-    if grad.shape != x.shape:
-        raise KernelInputError(f"softspike::{op}: grad has shape {list(grad.shape)}, x has {list(x.shape)}")
-    if not 0 <= gate < N_GATES:
-        raise KernelInputError(f"softspike::{op}: gate must be a compiled gate id in [0, {N_GATES}), got {gate}")
+    check_backward_args(grad, x, w, dyn, tau, v_rest, v_threshold, v_reset, gate, alpha, width)
     if straight and not detach:
         raise KernelInputError(f"softspike::{op}: the CPU kernels have no straight-through reset gradient")
     perm = memory_order(x, lead=1)
@@ -197,9 +147,6 @@ def _(grad: Tensor, x: Tensor, w: Tensor, dyn: int, tau: float, v_rest: float, v
     perm = memory_order(x, lead=1)
     gx = torch.empty_permuted(x.shape, perm, dtype=x.dtype, device=x.device)
     return gx, x.new_empty((), dtype=torch.float64)
-
-
-_LIF_ARGS = ("dyn", "tau", "v_rest", "v_threshold", "v_reset", "hard", "detach", "gate", "alpha", "width", "straight")
 
 
 def _lif_setup(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
@@ -268,3 +215,70 @@ def _lif_backward_vmap(
 
 torch.library.register_vmap("softspike::lif_multistep", _lif_vmap)
 torch.library.register_vmap("softspike::lif_multistep_backward", _lif_backward_vmap)
+
+
+# -- what a neuron asks of these kernels --------------------------------------------------------
+
+
+def declared_reason(plan: Plan | None, cfg: FireConfig) -> str | None:
+    """None if these kernels' numbering covers the neuron (a linear charge without adaptation, a gate
+    with a kernel number), else why not; every device's implementation of the ops asks this first."""
+    if plan is None:
+        return "the dynamics declares no linear charge"
+    if plan.charge.adaptation is not None:
+        return "an adaptive threshold runs on the tensor-op path"
+    gate = cfg.surrogate.kernel()
+    if gate is None or gate.name not in GATES:
+        return f"no compiled gate for {type(cfg.surrogate).__name__}"
+    return None
+
+
+def supports(plan: Plan | None, cfg: FireConfig, x: Tensor) -> str | None:
+    """None if the CPU kernels can run this case, else why not."""
+    why = declared_reason(plan, cfg)
+    if why is not None:
+        return why
+    if cfg.reset_grad != "surrogate" and not cfg.detach_reset:
+        return f"reset_grad={cfg.reset_grad!r} runs on the tensor-op path"
+    if x.device.type != "cpu" or x.dtype != torch.float32:
+        return "the compiled kernels take CPU float32"
+    return None
+
+
+class KernelArgs(NamedTuple):
+    """The numbers `torch.ops.softspike.lif_multistep` takes besides the tensors."""
+
+    dyn: int
+    tau: float
+    v_rest: float
+    v_threshold: float
+    v_reset: float
+    hard: bool
+    detach: bool
+    gate: int
+    alpha: float
+    width: float
+
+
+def kernel_args(plan: Plan, cfg: FireConfig) -> KernelArgs:
+    """What the compiled kernel needs to know about a neuron (one place; see `supports`)."""
+    decl = plan.charge
+    if decl.k_logit is not None:
+        dyn, tau = DYNAMICS["plif"], 1.0
+    elif decl.tau is not None:
+        dyn, tau = DYNAMICS["lif"], float(decl.tau)
+    else:
+        dyn, tau = DYNAMICS["if"], 1.0
+    gate = cfg.surrogate.kernel()
+    assert gate is not None  # see `supports`
+    hard = cfg.v_reset is not None
+    return KernelArgs(
+        dyn, tau, cfg.v_rest, cfg.v_threshold, cfg.v_reset if cfg.v_reset is not None else 0.0, hard,
+        cfg.detach_reset, GATES[gate.name], float(gate.alpha), float(gate.width),
+    )
+
+
+def fused_native(plan: Plan, x_seq: Tensor, w: Tensor) -> Tensor:
+    """Spikes [T, B, ...] from the compiled kernel (an operator torch.compile and torch.func see)."""
+    out: Tensor = LifMultistep.apply(x_seq, w, *kernel_args(plan, plan.cfg))
+    return out

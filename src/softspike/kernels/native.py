@@ -1,13 +1,14 @@
 """The compiled CPU kernels: built once with the system C++ compiler, loaded through ctypes.
 
-The source is one small C++ file without torch headers (`core/csrc/fused_cpu.cpp`), so it builds in
-seconds and needs no ninja. The library is cached in torch's extension directory under a name that
-hashes the source, the flags, the compiler and the CPU, so a changed source or machine rebuilds it.
+The sources are small C++ files without torch headers (`kernels/csrc/`: one per op family), so they
+build in seconds and need no ninja; they make one library. It is cached in torch's extension directory
+under a name that hashes the sources, the flags, the compiler and the CPU, so a changed source or
+machine rebuilds it.
 Any failure (no compiler, a read-only cache, a broken build) leaves `load()` returning None with
 the reason in `status()`; callers then use the tensor-op path.
 
-Nothing outside `softspike.core.fused` calls the library directly: the `torch.ops.softspike`
-operators (`ops.py`, `linear.py`, `sampling.py`, `compact.py`) wrap every entry point, check the
+Nothing outside `softspike.kernels` calls the library directly: the `torch.ops.softspike`
+operators (`scan_native`, `spike_linear`, `spike_conv`, `sampling`, `bitpack`) wrap every entry point, check the
 arguments and give PyTorch's compiler and transforms a node to see. This trades a C++
 TORCH_LIBRARY registration (torch headers: about a minute of compiling per source change on two
 cores) for a Python `custom_op` around the ctypes call (a few seconds), at the same per-call cost.
@@ -28,10 +29,12 @@ from pathlib import Path
 
 import torch
 
-log = logging.getLogger("softspike.fused")
+log = logging.getLogger("softspike.kernels")
 
-SOURCE = Path(__file__).resolve().parent.parent / "csrc" / "fused_cpu.cpp"
-SOURCES = (SOURCE, SOURCE.parent / "spike_conv.cpp")  # one library built from these files
+CSRC = Path(__file__).resolve().parent / "csrc"
+#: The library's sources (each .cpp a translation unit, built into one library) and the headers they share.
+SOURCES = tuple(sorted(CSRC.glob("*.cpp")))
+HEADERS = tuple(sorted(CSRC.glob("*.h")))
 # -ffp-contract=off: no fused multiply-add, so forward rounds exactly as PyTorch's separate ops;
 # -fno-trapping-math lets the exp and the selects vectorize (results are unchanged); -fopenmp binds
 # to the libgomp torch has loaded (same soname), so the kernels use torch's thread pool.
@@ -77,10 +80,10 @@ def _build(flags: list[str] = FLAGS) -> tuple[ctypes.CDLL, str]:
     cxx = _compiler()
     if cxx is None:
         raise RuntimeError("no C++ compiler found (set CXX, or install g++)")
-    src = b"".join(f.read_bytes() for f in SOURCES)
+    src = b"".join(f.read_bytes() for f in (*SOURCES, *HEADERS))
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=False).stdout
     key = hashlib.sha256(src + repr((flags, version, _cpu_tag())).encode()).hexdigest()[:16]
-    out = _cache_dir() / f"fused_cpu_{key}.so"
+    out = _cache_dir() / f"kernels_{key}.so"
     if not out.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
         log.info("softspike: compiling the fused CPU kernels (%s)", out)

@@ -1,6 +1,6 @@
 // Convolution of binary (spike) input: forward and weight gradient as sums over the inputs that fired.
 //
-// Called through ctypes by softspike/core/fused/spike_conv.py, which checks the arguments. The input
+// Called through ctypes by softspike/kernels/spike_conv.py, which checks the arguments. The input
 // X [N, C, H, W] (float32, contiguous or channels-last) is first packed to bits by position: for each
 // image and pixel (iy, ix), CW = ceil(C / 64) words whose bit c says that channel c fired. With the
 // geometry g = {N, C, H, W, O, G, KH, KW, sh, sw, ph, pw, dh, dw, OH, OW, cl} (cl: X is channels-last),
@@ -15,17 +15,9 @@
 // channels between threads (a thread owns their rows of dW). Sums run in a fixed order (image,
 // pixel, tap, channel ascending), whatever the thread count.
 
-#include <algorithm>
-#include <cstdint>
-#include <cstring>
-#include <vector>
+#include "softspike.h"
 
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+using namespace ss;
 
 namespace {
 
@@ -36,24 +28,6 @@ struct Geom {
 
 Geom geom_of(const int64_t* g) {
   return Geom{g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9], g[10], g[11], g[12], g[13], g[14], g[15], g[16]};
-}
-
-template <class F>
-void split(int64_t n, int nthreads, F fn) {
-  if (nthreads > n) nthreads = static_cast<int>(n);
-  if (nthreads <= 1) {
-    fn(0, int64_t{0}, n);
-    return;
-  }
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nthreads)
-  {
-    const int r = omp_get_thread_num(), nt = omp_get_num_threads();
-    fn(r, n * r / nt, n * (r + 1) / nt);
-  }
-#else
-  for (int r = 0; r < nthreads; ++r) fn(r, n * r / nthreads, n * (r + 1) / nthreads);
-#endif
 }
 
 // One word of bits from up to 64 floats; sets *bad if any value is neither 0 nor 1 (NaN included).
@@ -126,18 +100,23 @@ void pixel_sum(const Geom& q, const uint64_t* bits_n, int64_t oy, int64_t ox, in
   for (int v = 0; v < V; ++v) _mm512_storeu_ps(out + 16 * v, acc[v]);
 }
 
+// The output widths Og = 16·V the AVX-512 paths are instantiated for (V vectors held in registers);
+// another width takes the generic loop.
+#define SS_TILE_CASES(FN) \
+  case 16: return FN<1>;  \
+  case 32: return FN<2>;  \
+  case 48: return FN<3>;  \
+  case 64: return FN<4>;  \
+  case 96: return FN<6>;  \
+  case 128: return FN<8>; \
+  case 192: return FN<12>; \
+  case 256: return FN<16>;
+
 using PixelFn = void (*)(const Geom&, const uint64_t*, int64_t, int64_t, int64_t, const float*, const float*, float*);
 
 PixelFn pixel_fn(int64_t Og) {
   switch (Og) {
-    case 16: return pixel_sum<1>;
-    case 32: return pixel_sum<2>;
-    case 48: return pixel_sum<3>;
-    case 64: return pixel_sum<4>;
-    case 96: return pixel_sum<6>;
-    case 128: return pixel_sum<8>;
-    case 192: return pixel_sum<12>;
-    case 256: return pixel_sum<16>;
+    SS_TILE_CASES(pixel_sum)
     default: return nullptr;
   }
 }
@@ -171,14 +150,7 @@ using WgradFn = void (*)(const Geom&, const uint64_t*, int64_t, int64_t, int64_t
 
 WgradFn wgrad_fn(int64_t Og) {
   switch (Og) {
-    case 16: return pixel_wgrad<1>;
-    case 32: return pixel_wgrad<2>;
-    case 48: return pixel_wgrad<3>;
-    case 64: return pixel_wgrad<4>;
-    case 96: return pixel_wgrad<6>;
-    case 128: return pixel_wgrad<8>;
-    case 192: return pixel_wgrad<12>;
-    case 256: return pixel_wgrad<16>;
+    SS_TILE_CASES(pixel_wgrad)
     default: return nullptr;
   }
 }
@@ -194,7 +166,7 @@ int64_t ss_spike_conv_pack(const float* x, const int64_t* g, uint64_t* bits, int
   const int64_t HW = q.H * q.W, CW = q.cw();
   std::vector<int64_t> ones(std::max(nthreads, 1), 0);
   std::vector<char> bad(std::max(nthreads, 1), 0);
-  split(q.N, nthreads, [&](int slot, int64_t first, int64_t last) {
+  par_for(q.N, nthreads, [&](int slot, int64_t first, int64_t last) {
     bool b = false;
     int64_t count = 0;
     for (int64_t n = first; n < last; ++n) {
@@ -253,7 +225,7 @@ void ss_spike_conv_forward(const uint64_t* bits, const int64_t* g, const float* 
   constexpr int64_t kChunk = 256;  // outputs accumulated at a time
 #if defined(__AVX512F__)
   if (PixelFn fn = pixel_fn(Og)) {
-    split(q.N * q.OH, nthreads, [&](int, int64_t first, int64_t last) {
+    par_for(q.N * q.OH, nthreads, [&](int, int64_t first, int64_t last) {
       for (int64_t r = first; r < last; ++r) {
         const uint64_t* bits_n = bits + (r / q.OH) * q.H * q.W * CW;
         for (int64_t ox = 0; ox < q.OW; ++ox)
@@ -264,7 +236,7 @@ void ss_spike_conv_forward(const uint64_t* bits, const int64_t* g, const float* 
     return;
   }
 #endif
-  split(q.N * q.OH, nthreads, [&](int, int64_t first, int64_t last) {
+  par_for(q.N * q.OH, nthreads, [&](int, int64_t first, int64_t last) {
     float acc[kChunk];
     for (int64_t r = first; r < last; ++r) {
       const int64_t n = r / q.OH, oy = r % q.OH;
@@ -301,7 +273,7 @@ void ss_spike_conv_wgrad(const uint64_t* bits, const int64_t* g, const float* gy
   // A thread owns the input channels [first, last): their rows of dW are its alone.
 #if defined(__AVX512F__)
   if (WgradFn fn = wgrad_fn(Og)) {
-    split(q.C, nthreads, [&](int, int64_t first, int64_t last) {
+    par_for(q.C, nthreads, [&](int, int64_t first, int64_t last) {
       for (int64_t r = 0; r < q.N * q.OH; ++r) {
         const uint64_t* bits_n = bits + (r / q.OH) * q.H * q.W * CW;
         for (int64_t ox = 0; ox < q.OW; ++ox)
@@ -312,7 +284,7 @@ void ss_spike_conv_wgrad(const uint64_t* bits, const int64_t* g, const float* gy
     return;
   }
 #endif
-  split(q.C, nthreads, [&](int, int64_t first, int64_t last) {
+  par_for(q.C, nthreads, [&](int, int64_t first, int64_t last) {
     for (int64_t r = 0; r < q.N * q.OH; ++r) {
       const int64_t n = r / q.OH, oy = r % q.OH;
       for (int64_t ox = 0; ox < q.OW; ++ox) {

@@ -42,11 +42,11 @@ import torch
 from torch import Tensor
 
 from softspike.core.dynamics import Dynamics, State
-from softspike.core.fused.pool import POOL
 from softspike.core.step import FireConfig, neuron_step, resting
 from softspike.core.surrogate import Surrogate
+from softspike.kernels.pool import POOL
 
-log = logging.getLogger("softspike.fused")
+log = logging.getLogger("softspike.kernels")
 
 #: Below this many elements per time step, the seconds a compile costs are never paid back (and
 #: every new parameter value recompiles): `backend="auto"` then runs the reference loop.
