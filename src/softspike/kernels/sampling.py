@@ -81,17 +81,22 @@ def poisson(x: Tensor, T: int, seed: Tensor) -> Tensor:
     return out
 
 
-def poisson_tensor_ops(x: Tensor, T: int, seed: Tensor) -> Tensor:
-    """`poisson`'s spikes in tensor ops (any device and dtype): what runs where no kernel does."""
+def device_output(x: Tensor, T: int) -> tuple[Tensor, Tensor, Tensor]:
+    """(spikes [T, *x.shape] to fill, in x's dtype and memory layout; the same as [T, M] in memory
+    order; x's values in memory order, dense) for a device kernel or the tensor ops."""
     perm = _layout(x)
     out = torch.empty_permuted((T, *x.shape), perm, dtype=x.dtype, device=x.device)
+    return out, out.permute(perm), x.permute(memory_order(x)).contiguous()
+
+
+def poisson_tensor_ops(x: Tensor, T: int, seed: Tensor) -> Tensor:
+    """`poisson`'s spikes in tensor ops (any device and dtype): what runs where no kernel does."""
+    out, physical, xp = device_output(x, T)
     M = x.numel()
     if M == 0:
         return out
-    xp = x.permute(memory_order(x)).contiguous()
     u = uniform_steps(T, M, seed.to(x.device))
     ref = xp.reshape(1, M).to(torch.promote_types(x.dtype, torch.float32))
-    physical = out.permute(perm)
     physical.copy_((u < ref).view(physical.shape))
     return out
 
