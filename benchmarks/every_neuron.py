@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 import softspike
-from softspike.core.backends import backend_info
+from softspike.core.registry import backend_info
 
 
 def spec_for(name: str) -> dict:
