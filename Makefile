@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install test test-fast lint pytest demo bench bench-accuracy bench-accuracy-conv bench-neurons bench-pipeline interop fuzz clean
+.PHONY: install test test-fast lint pytest demo bench bench-accuracy bench-accuracy-conv bench-neurons bench-pipeline bench-gpu interop fuzz clean
 
 # The environment pins exact versions for reproducible runs (pyproject.toml declares the supported
 # range); '.[dev]' brings every extra (train, data, plot, nir) and the test and lint tools CI needs.
@@ -62,6 +62,12 @@ interop: $(STAMP)
 # Pipelined training (2 processes) against one process, images/s and memory per stage (docs/benchmarks.md).
 bench-pipeline: $(STAMP)
 	$(PY) benchmarks/pipeline.py $(BENCH_ARGS)
+
+# On a CUDA GPU, < 8 min: softspike against its CPU results and the peers there (docs/gpu.md); writes the GPU
+# section of docs/benchmarks.md. BENCH_ARGS=--dry-run checks it on the CPU and writes nothing.
+bench-gpu: $(STAMP)
+	VENV=$(VENV) sh benchmarks/setup_env.sh
+	.benchenv/bin/python benchmarks/gpu.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -473,14 +473,14 @@ def write_docs(lines: list[str]) -> None:
     ], lines)
 
 
-def write_section(head: str, intro: list[str], lines: list[str]) -> None:
-    """Replace (or append) the section `head` of docs/benchmarks.md."""
-    path = ROOT / "docs" / "benchmarks.md"
-    text = path.read_text()
+def write_section(head: str, intro: list[str], lines: list[str], path: Path | None = None) -> None:
+    """Replace (or append) the section `head` of docs/benchmarks.md (or of `path`, created if missing)."""
+    path = path or ROOT / "docs" / "benchmarks.md"
+    text = path.read_text() if path.exists() else ""
     body = "\n".join([head, "", *intro, *lines]).rstrip() + "\n"
     start = text.find(head)
     if start < 0:
-        text = text.rstrip() + "\n\n" + body
+        text = (text.rstrip() + "\n\n" if text.strip() else "") + body
     else:
         nxt = text.find("\n## ", start + len(head))
         text = text[:start] + body + (text[nxt:] if nxt >= 0 else "")

@@ -196,7 +196,7 @@ def encode(lib: str, x: Tensor, T: int) -> Tensor:
         from softspike.plugins.encoders import PoissonEncoder
 
         return PoissonEncoder().encode(x, T)
-    return (torch.rand(T, *x.shape) < x).float()
+    return (torch.rand(T, *x.shape, device=x.device) < x).float()
 
 
 def mnist_batch(B: int) -> tuple[Tensor, Tensor]:
@@ -205,20 +205,20 @@ def mnist_batch(B: int) -> tuple[Tensor, Tensor]:
     return x, torch.randint(0, 10, (B,), generator=g)
 
 
-def make_step(lib: str, kind: str, T: int, B: int) -> tuple[Callable[[], float], nn.Module]:
-    """One training step of `lib`'s model; returns (step, model)."""
+def make_step(lib: str, kind: str, T: int, B: int, device: str = "cpu") -> tuple[Callable[[], float], nn.Module]:
+    """One training step of `lib`'s model on `device`; returns (step, model)."""
     model: nn.Module
     if kind == "mlp":
-        model = init_like(MLP(lib), reference_weights("mlp"))
-        x, y = mnist_batch(B)
+        model = init_like(MLP(lib), reference_weights("mlp")).to(device)
+        x, y = (t.to(device) for t in mnist_batch(B))
 
         def inputs() -> Tensor:
             return encode(lib, x, T)
     else:
-        model = init_like(model_for(lib, kind), reference_weights(kind))
+        model = init_like(model_for(lib, kind), reference_weights(kind)).to(device)
         g = torch.Generator().manual_seed(2)
-        img = torch.rand(B, 3, 32, 32, generator=g)
-        y = torch.randint(0, 10, (B,), generator=g)
+        img = torch.rand(B, 3, 32, 32, generator=g).to(device)
+        y = torch.randint(0, 10, (B,), generator=g).to(device)
 
         def inputs() -> Tensor:
             return img.unsqueeze(0).expand(T, *img.shape)

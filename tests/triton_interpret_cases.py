@@ -196,6 +196,28 @@ def _rows_case(R: int, K: int, n_out: int, bias: bool, p: float) -> None:
     _close(spike_linear.gather_linear(xn, w, b, block_o=32), xn @ w.t() + (b if b is not None else 0), 1e-5,
            "Y (gather, non-binary input)")
     _close(spike_linear.spike_linear_wgrad_cuda(gy, words_n, ok_n, xn, K), gy.t() @ xn, 1e-5, "dL/dW (non-binary)")
+    # On CUDA the layer keeps X with the bits (the flag stays on the device): binary X, X given.
+    _close(spike_linear.spike_linear_wgrad_cuda(gy, words, ok, x, K), gy.t() @ x, 1e-5, "dL/dW (binary, X kept)")
+
+
+def _late_case(n: int, binary: bool) -> None:
+    """compact_saved_spikes' CUDA record over the Triton packing: the bits it keeps unpack to the tensor."""
+    from softspike.kernels.triton import bits
+    from softspike.kernels.triton.late import LatePacked
+
+    class Landed:
+        def value(self) -> bool:
+            return bool(ok)
+
+    x = _spikes((n,), n + 1)
+    if not binary:
+        x[0] = 0.5
+    packed, ok = bits.pack_bits_cuda(x, block=16)
+    rec = LatePacked(x, packed, ok, flag=Landed())  # type: ignore[arg-type]
+    back = rec.unpack()
+    if (rec.dense is None) != binary or not torch.equal(back, x):
+        kept = "bits" if rec.dense is None else "the tensor"
+        raise AssertionError(f"kept {kept}; unpacked equal: {torch.equal(back, x)}")
 
 
 def _poisson_case(shape: tuple[int, ...], T: int, dtype: torch.dtype, seed: tuple[int, int]) -> None:
@@ -218,6 +240,8 @@ def bits_cases() -> Iterator[Case]:
         for dtype in (torch.float32, torch.float16, torch.bfloat16):
             yield f"pack_bits n={n} {dtype}", lambda n=n, d=dtype: _bits_case(n, d, True)
         yield f"pack_bits n={n} not binary", lambda n=n: _bits_case(n, torch.float32, False)
+    for n, binary in ((136, True), (4096 + 24, True), (136, False)):
+        yield f"late release n={n} binary={binary}", lambda n=n, b=binary: _late_case(n, b)
 
 
 def linear_cases() -> Iterator[Case]:

@@ -58,14 +58,17 @@ class Encoder(nn.Module, metaclass=abc.ABCMeta):
 
 
 def check_intensity(x: Tensor, where: str) -> Tensor:
-    """Input intensities for rate and latency codes must be floats in [0, 1]."""
+    """Input intensities for rate and latency codes must be floats in [0, 1] (checked on the host for
+    CPU tensors, with a message; on the device, without a host synchronisation, for any other)."""
     if not isinstance(x, Tensor) or not x.is_floating_point():
         got = x.dtype if isinstance(x, Tensor) else type(x).__name__
         raise TypeError(f"{where}: expected a floating-point tensor of intensities in [0, 1], got {got}")
     if x.numel():
         lo, hi = torch.aminmax(x.detach())  # one pass over the input, not two
-        if torch.compiler.is_compiling():
-            # A traced graph cannot branch on values: the check runs inside it (NaN fails it too).
+        if x.device.type != "cpu" or torch.compiler.is_compiling():
+            # Reading lo and hi on the host would stall a GPU at every call, and a traced graph cannot
+            # branch on values: the check runs on the device (NaN fails it too). On a GPU a bad input
+            # fails as a device-side assertion, without this message: check data on the CPU for that.
             torch._assert_async((lo >= 0) & (hi <= 1), f"{where}: intensities must lie in [0, 1]")
             return x
         if bool(lo < 0) or bool(hi > 1) or bool(torch.isnan(lo)):

@@ -14,6 +14,7 @@ choice (`softspike.core.backends`, filled by `softspike.plugins.backends`), not 
     pool            the buffer pool the native ops allocate their outputs from
     native          builds and loads the C++ library (csrc/: a source per op family, a shared header)
     common          what every native op shares: the library handle, argument checks, memory order
+    devices         which kernel runs a spike op for given tensors: native, triton or tensor ops
     triton          the CUDA implementations of the same operators, in Triton
 
 Importing this package imports none of them; core imports none of them (tests/test_core_imports.py):

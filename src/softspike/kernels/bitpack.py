@@ -3,7 +3,9 @@
 A spiking network's linear and conv layers save their input for the weight gradient, and those
 inputs are spikes: float tensors of 0s and 1s. Inside `compact_saved_spikes()`, every saved CPU
 float32 tensor of at least `min_bytes` whose values are all 0 or 1 is stored as packed bits and
-unpacked when backward needs it; anything else is saved as usual. The check reads each candidate
+unpacked when backward needs it; anything else is saved as usual. On CUDA (the Triton kernels) the
+bits are made on the device and the tensor is let go once the GPU has said, without a wait, that it
+was binary (`softspike.kernels.triton.late`). The check reads each candidate
 once (it stops at the first chunk with another value), packing costs about as much as a copy.
 
     with compact_saved_spikes():
@@ -24,7 +26,6 @@ import torch
 from torch import Tensor
 
 from softspike.core.errors import KernelInputError
-from softspike.kernels import native
 from softspike.kernels.common import check_tensor, lib, ptr
 from softspike.kernels.pool import POOL
 
@@ -72,25 +73,37 @@ def _(bits: Tensor, shape: list[int]) -> Tensor:
     return bits.new_empty(shape, dtype=torch.float32)
 
 
-def pack_spikes(t: Tensor, min_bytes: int = 1 << 16) -> Any:
-    """`t` as packed bits if it is a binary CPU float32 tensor, else `t` itself."""
+def pack_spikes(t: Tensor, min_bytes: int = 1 << 16, backend: str = "auto") -> Any:
+    """`t` as packed bits if it is a binary float tensor the kernels take (softspike.kernels.devices:
+    CPU float32, or CUDA through Triton), else `t` itself."""
     if (
-        t.device.type != "cpu" or t.dtype != torch.float32 or t.layout != torch.strided
-        or t.numel() * 4 < min_bytes or t.numel() % 8 or not t.is_contiguous() or not native.available()
+        not t.is_floating_point() or t.layout != torch.strided or t.numel() * t.element_size() < min_bytes
+        or t.numel() % 8 or not t.is_contiguous()
     ):
         return t
+    from softspike.kernels.devices import spike_op_kernel
+
+    kernel = spike_op_kernel("pack_bits", (t,), backend)
+    if kernel == "torch":
+        return t
     bits, ok = pack_bits(t)
+    if kernel == "triton":
+        from softspike.kernels.triton.late import LatePacked
+
+        return LatePacked(t, bits, ok)  # whether t was binary is read later, without a wait
     return _Packed(bits, t.shape) if bool(ok) else t
 
 
 def unpack_spikes(obj: Any) -> Tensor:
+    if hasattr(obj, "unpack"):  # a LatePacked
+        return obj.unpack()  # type: ignore[no-any-return]
     if not isinstance(obj, _Packed):
         return obj  # type: ignore[no-any-return]
     return unpack_bits(obj.bits, list(obj.shape))  # type: ignore[no-any-return]
 
 
 @contextmanager
-def compact_saved_spikes(min_bytes: int = 1 << 16) -> Iterator[None]:
+def compact_saved_spikes(min_bytes: int = 1 << 16, backend: str = "auto") -> Iterator[None]:
     """Within this block, autograd saves binary float tensors as bits (see the module docstring)."""
-    with torch.autograd.graph.saved_tensors_hooks(lambda t: pack_spikes(t, min_bytes), unpack_spikes):
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: pack_spikes(t, min_bytes, backend), unpack_spikes):
         yield

@@ -68,21 +68,32 @@ def _layout(x: Tensor) -> list[int]:
 def poisson(x: Tensor, T: int, seed: Tensor) -> Tensor:
     """Spikes [T, *x.shape] (x's dtype and memory layout) with P(spike) = x, from the seeds (s0, s1)."""
     _check(x, T, seed)
+    if not (x.device.type == "cpu" and x.dtype == torch.float32 and native.available()):
+        return poisson_tensor_ops(x, T, seed)
     perm = _layout(x)
-    shape = (T, *x.shape)
+    out = pooled_like((T, *x.shape), perm)
     M = x.numel()
-    fast = x.device.type == "cpu" and x.dtype == torch.float32 and native.available()
-    if fast:
-        out = pooled_like(shape, perm)
-    else:
-        out = torch.empty_permuted(shape, perm, dtype=x.dtype, device=x.device)
     if M == 0:
         return out
     xp = x.permute(memory_order(x)).contiguous()  # a view unless x is not dense in memory
-    physical = out.permute(perm)
-    if fast:
-        s0, s1 = (int(v) & _M32 for v in seed.tolist())
-        lib().ss_poisson(ptr(xp), ptr(physical), T, M, s0, s1, torch.get_num_threads())
+    s0, s1 = (int(v) & _M32 for v in seed.tolist())
+    lib().ss_poisson(ptr(xp), ptr(out.permute(perm)), T, M, s0, s1, torch.get_num_threads())
+    return out
+
+
+def device_output(x: Tensor, T: int) -> tuple[Tensor, Tensor, Tensor]:
+    """(spikes [T, *x.shape] to fill, in x's dtype and memory layout; the same as [T, M] in memory
+    order; x's values in memory order, dense) for a device kernel or the tensor ops."""
+    perm = _layout(x)
+    out = torch.empty_permuted((T, *x.shape), perm, dtype=x.dtype, device=x.device)
+    return out, out.permute(perm), x.permute(memory_order(x)).contiguous()
+
+
+def poisson_tensor_ops(x: Tensor, T: int, seed: Tensor) -> Tensor:
+    """`poisson`'s spikes in tensor ops (any device and dtype): what runs where no kernel does."""
+    out, physical, xp = device_output(x, T)
+    M = x.numel()
+    if M == 0:
         return out
     u = uniform_steps(T, M, seed.to(x.device))
     ref = xp.reshape(1, M).to(torch.promote_types(x.dtype, torch.float32))
@@ -96,8 +107,28 @@ def _(x: Tensor, T: int, seed: Tensor) -> Tensor:
     return torch.empty_permuted((T, *x.shape), _layout(x), dtype=x.dtype, device=x.device)
 
 
-def bernoulli_steps(x: Tensor, T: int) -> Tensor:
-    """[T, *x.shape] spikes with P(spike) = x (no gradient), the same stream on every path."""
+def draw_seed(device: torch.device) -> Tensor:
+    """The two seeds of a `poisson` call, drawn from torch's global CPU generator (so that a seed gives
+    the same spikes on every device), as an int64 tensor of 2 on `device`. For a GPU they go through
+    pinned memory without blocking: a plain host-to-device copy would synchronise at every call. This
+    2-element CPU tensor is the one the fake-CUDA suite allows (softspike.testing.devices)."""
     seed = torch.randint(0, 2**32, (2,), dtype=torch.int64)
+    if device.type == "cpu":
+        return seed
+    if device.type != "cuda":
+        return seed.to(device)
+    host = torch.empty(2, dtype=torch.int64, pin_memory=True)
+    return host.copy_(seed).to(device, non_blocking=True)
+
+
+def bernoulli_steps(x: Tensor, T: int, backend: str = "auto") -> Tensor:
+    """[T, *x.shape] spikes with P(spike) = x (no gradient), the same stream on every path: `backend`
+    "auto" (the CPU kernel, the Triton one for CUDA tensors, else tensor ops) or one of "native",
+    "triton", "torch" forced (softspike.kernels.devices)."""
+    from softspike.kernels.devices import spike_op_kernel
+
+    seed = draw_seed(x.device)
+    if spike_op_kernel("poisson", (x,), backend) == "torch":
+        return poisson_tensor_ops(x.detach(), T, seed)
     return poisson(x.detach(), T, seed)  # type: ignore[no-any-return]
 

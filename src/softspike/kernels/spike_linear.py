@@ -23,7 +23,6 @@ import torch
 from torch import Tensor, nn
 
 from softspike.core.errors import KernelInputError
-from softspike.kernels import native
 from softspike.kernels.common import check_tensor, lib, ptr
 from softspike.kernels.pool import POOL
 
@@ -112,7 +111,9 @@ def _concrete(t: Tensor) -> bool:
 def _setup(ctx: Any, inputs: tuple[Tensor, Tensor, Tensor | None], output: tuple[Tensor, Tensor, Tensor]) -> None:
     x, weight, bias = inputs
     _, bits, binary = output
-    keep_x = not _concrete(binary) or not bool(binary)  # binary input in eager: the bits suffice
+    # Binary input in eager on the CPU: the bits suffice. Elsewhere the flag stays on the device (reading
+    # it would stall a GPU at every call), so X is kept too and the weight gradient chooses there.
+    keep_x = not _concrete(binary) or binary.device.type != "cpu" or not bool(binary)
     ctx.save_for_backward(weight, bits, binary, x if keep_x else None)
     ctx.x_shape, ctx.has_bias = x.shape, bias is not None
     ctx.mark_non_differentiable(bits, binary)
@@ -149,12 +150,14 @@ class _SpikeLinear(torch.autograd.Function):
     backward = staticmethod(_backward)  # type: ignore[assignment]
 
 
-def spike_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    """`nn.functional.linear` for spike input (any input works; binary input runs sparse)."""
-    if (
-        x.device.type != "cpu" or x.dtype != torch.float32 or weight.dtype != torch.float32
-        or weight.shape[0] > _MAX_OUT or (bias is not None and bias.dtype != torch.float32) or not native.available()
-    ):
+def spike_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, backend: str = "auto") -> Tensor:
+    """`nn.functional.linear` for spike input (any input works; binary input runs sparse). `backend`:
+    "auto" (the CPU kernels, the Triton ones for CUDA tensors, else a dense matmul), or one of them
+    forced: "native", "triton", "torch" (softspike.kernels.devices)."""
+    from softspike.kernels.devices import spike_op_kernel
+
+    limit = f"more than {_MAX_OUT} outputs" if weight.shape[0] > _MAX_OUT else None
+    if spike_op_kernel("spike_linear", (x, weight, bias), backend, limit) == "torch":
         return nn.functional.linear(x, weight, bias)
     out: Tensor = _SpikeLinear.apply(x, weight, bias)[0]
     return out
@@ -163,5 +166,9 @@ def spike_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tenso
 class SpikeLinear(nn.Linear):
     """`nn.Linear` whose input is spikes: same parameters, same results to rounding, less work."""
 
+    def __init__(self, *args: Any, backend: str = "auto", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.backend = backend
+
     def forward(self, x: Tensor) -> Tensor:
-        return spike_linear(x, self.weight, self.bias)
+        return spike_linear(x, self.weight, self.bias, getattr(self, "backend", "auto"))  # pickled before it had one

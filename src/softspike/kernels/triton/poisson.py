@@ -11,13 +11,11 @@ every device. The seeds are read by the kernel from the seed tensor (no host rea
 
 from __future__ import annotations
 
-import torch
 import triton
 import triton.language as tl
 from torch import Tensor
 
-from softspike.kernels.common import memory_order
-from softspike.kernels.sampling import _check, _layout
+from softspike.kernels.sampling import _check, device_output
 
 BLOCK = 1024
 
@@ -52,12 +50,10 @@ def _poisson(x_ptr, out_ptr, seed_ptr, M, BLOCK: tl.constexpr):
 def poisson_cuda(x: Tensor, T: int, seed: Tensor, block: int = BLOCK) -> Tensor:
     """`torch.ops.softspike.poisson` on CUDA: spikes [T, *x.shape] in x's dtype and memory layout."""
     _check(x, T, seed)
-    perm = _layout(x)
-    out = torch.empty_permuted((T, *x.shape), perm, dtype=x.dtype, device=x.device)
+    out, physical, xp = device_output(x, T)
     M = x.numel()
     if M == 0:
         return out
-    xp = x.permute(memory_order(x)).contiguous()
     grid = (T, triton.cdiv(M, block))
-    _poisson[grid](xp, out.permute(perm), seed.to(x.device), M, BLOCK=block)
+    _poisson[grid](xp, physical, seed.to(x.device), M, BLOCK=block)
     return out
