@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install test test-fast lint pytest demo bench bench-accuracy bench-neurons bench-pipeline bench-gpu interop fuzz clean
+.PHONY: install test test-fast lint pytest demo bench bench-accuracy bench-accuracy-conv bench-neurons bench-pipeline bench-gpu interop fuzz clean
 
 # The environment pins exact versions for reproducible runs (pyproject.toml declares the supported
 # range); '.[dev]' brings every extra (train, data, plot, nir) and the test and lint tools CI needs.
@@ -39,6 +39,10 @@ demo: $(STAMP)
 # Long training: MNIST accuracy of the zoo's mnist_fc (see docs/benchmarks.md); takes several minutes.
 bench-accuracy: $(STAMP)
 	$(PY) benchmarks/accuracy_mnist.py
+
+# MNIST accuracy of the zoo's mnist_conv within a 15-minute budget on 2 threads (docs/benchmarks.md); SEED=0 by default.
+bench-accuracy-conv: $(STAMP)
+	$(PY) benchmarks/accuracy_mnist_conv.py --seed $(or $(SEED),0) $(BENCH_ARGS)
 
 # Every registered neuron (plugins included) trains mnist_fc's network one epoch through `softspike train`.
 bench-neurons: $(STAMP)

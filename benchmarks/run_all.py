@@ -37,7 +37,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import peers
-from workloads import MLP, ConvNet, init_like, make_step, mnist_batch, reference_weights
+from workloads import init_like, make_step, mnist_batch, model_for, reference_weights
 
 ROOT = Path(__file__).resolve().parent.parent
 LIBS = ["softspike", "plain", "spikingjelly", "spikingjelly-s", "snntorch", "norse"]
@@ -147,7 +147,7 @@ def spike_agreement(libs: list[str], kind: str, T: int, B: int) -> dict[str, dic
     out: dict[str, dict[str, float]] = {}
     ref = None
     for lib in libs:
-        model = init_like(MLP(lib) if kind == "mlp" else ConvNet(lib), reference_weights(kind))
+        model = init_like(model_for(lib, kind), reference_weights(kind))
         with torch.no_grad():
             o = model(xs)
         h = model.hidden
@@ -249,6 +249,47 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} CPUs, {system}, Python {platform.python_version()}"
 
 
+def lif_section(out: Callable[[str], None], libs: list[str], res: dict[str, dict[str, float]], T: int, B: int, N: int,
+                ratio_cells: Callable[..., tuple[str, str]]) -> None:
+    floor = res.pop("_")
+    out(f"### LIF layer alone, forward + backward, X [T={T}, B={B}, N={N}] float32")
+    out()
+    out(f"Memory-traffic floor 4·T·B·N·4 bytes at the measured copy bandwidth "
+        f"{floor['bw'] / 1e9:.1f} GB/s: {floor['floor_s'] * 1e3:.1f} ms.")
+    out()
+    out("| library | ms per call | x floor | softspike speed-up | spike rate | spikes equal to softspike's |")
+    out("|---|---:|---:|---:|---:|---:|")
+    for lib in libs:
+        r = res[lib]
+        up = res[lib]["s"] / res["softspike"]["s"] if "softspike" in res else float("nan")
+        out(f"| {lib} | {r['s'] * 1e3:.1f} | {r['floor_x']:.1f} | {up:.1f}x | {r['rate']:.3f} | "
+            f"{r['agree'] * 100:.3f}% |")
+    best, ratio = ratio_cells(res, "s", higher=False)
+    out()
+    out(f"softspike vs the fastest peer ({best}): **{ratio}**.")
+    out()
+
+
+def mnist_memory_section(out: Callable[[str], None], libs: list[str], peers_: list[str], quick: bool) -> None:
+    Ts = [4, 8] if quick else [8, 32, 128]
+    Bm = 16 if quick else 128
+    mem = bench_memory(libs, Ts, Bm)
+    out(f"### Activation memory of one training step, MNIST net, B={Bm}")
+    out()
+    out("| library | " + " | ".join(f"T={T} (MB)" for T in Ts) + " | slope per time step (KB) | softspike's share |")
+    out("|---|" + "---:|" * (len(Ts) + 2))
+    slopes = {lib: (mem[lib][Ts[-1]] - mem[lib][Ts[0]]) / (Ts[-1] - Ts[0]) for lib in libs}
+    for lib in libs:
+        share = slopes["softspike"] / slopes[lib] if "softspike" in slopes and slopes[lib] > 0 else float("nan")
+        cells = " | ".join(fmt_mb(mem[lib][T]) for T in Ts)
+        out(f"| {lib} | {cells} | {slopes[lib] / 1024:.0f} | {share:.2f} |")
+    if "softspike" in slopes and peers_:
+        lean = min(peers_, key=slopes.__getitem__)
+        out()
+        out(f"softspike's slope against the leanest peer ({lean}): **{slopes['softspike'] / slopes[lean]:.2f}**.")
+    out()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small shapes, one round, no peak RSS, writes nothing")
@@ -256,20 +297,21 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--libs", default=",".join(LIBS))
     ap.add_argument("--no-write", action="store_true")
-    ap.add_argument("--only", choices=("peers", "plugins"), help="run only the cases against the peers, or only "
-                    "the third-party neuron cases (plugin LIF, Izhikevich)")
+    ap.add_argument("--only", choices=("peers", "plugins", "conv"), help="run only the cases against the peers, "
+                    "only the third-party neuron cases (plugin LIF, Izhikevich), or only the conv cases against the "
+                    "peers (speed and activation memory; writes its own section)")
     ap.add_argument("--peak-child", nargs=2, metavar=("CASE", "LIB"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.peak_child:
         peak_child(*a.peak_child)
         return
     torch.set_num_threads(a.threads)
-    if a.only != "peers":
+    if a.only in (None, "plugins"):
         run_plugin_cases(a)
         if a.only == "plugins":
             return
     libs = peers.available(a.libs.split(","))
-    from softspike.core.backends import backend_info
+    from softspike.core.registry import backend_info
 
     info = {b["name"]: b for b in backend_info()["backends"]}
     rounds = 1 if a.quick else a.rounds
@@ -295,34 +337,23 @@ def main() -> None:
         r = res["softspike"][key] / vals[best] if higher else vals[best] / res["softspike"][key]
         return best, f"{r:.2f}x"
 
+    conv_only = a.only == "conv"
     # 1. LIF layer alone
     T, B, N = (10, 64, 980) if a.quick else (50, 256, 980)
-    res = bench_lif(libs, rounds, T, B, N)
-    floor = res.pop("_")
-    out(f"### LIF layer alone, forward + backward, X [T={T}, B={B}, N={N}] float32")
-    out()
-    out(f"Memory-traffic floor 4·T·B·N·4 bytes at the measured copy bandwidth "
-        f"{floor['bw'] / 1e9:.1f} GB/s: {floor['floor_s'] * 1e3:.1f} ms.")
-    out()
-    out("| library | ms per call | x floor | softspike speed-up | spike rate | spikes equal to softspike's |")
-    out("|---|---:|---:|---:|---:|---:|")
-    for lib in libs:
-        r = res[lib]
-        up = res[lib]["s"] / res["softspike"]["s"] if "softspike" in res else float("nan")
-        out(f"| {lib} | {r['s'] * 1e3:.1f} | {r['floor_x']:.1f} | {up:.1f}x | {r['rate']:.3f} | "
-            f"{r['agree'] * 100:.3f}% |")
-    best, ratio = ratio_cells(res, "s", higher=False)
-    out()
-    out(f"softspike vs the fastest peer ({best}): **{ratio}**.")
-    out()
+    if not conv_only:
+        lif_section(out, libs, bench_lif(libs, rounds, T, B, N), T, B, N, ratio_cells)
     peaks: dict[str, dict[str, float]] = {}
 
     # 2-4. training
-    cases = [("mnist8", "mlp", 8, 128, 5), ("mnist50", "mlp", 50, 256, 2), ("conv", "conv", 8, 32, 1)]
+    cases = [("mnist8", "mlp", 8, 128, 5), ("mnist50", "mlp", 50, 256, 2), ("conv", "conv", 8, 32, 1),
+             ("cifar", "cifar", 4, 16, 1)]
     if a.quick:
-        cases = [("mnist8", "mlp", 8, 32, 2), ("conv", "conv", 2, 4, 1)]
+        cases = [("mnist8", "mlp", 8, 32, 2), ("conv", "conv", 2, 4, 1), ("cifar", "cifar", 2, 2, 1)]
     titles = {"mnist8": "MNIST net 784-196-10 (LIF, Poisson), training", "mnist50": "MNIST net 784-196-10, training",
-              "conv": "Conv SNN (conv 3->64, BN, LIF, conv 64->64, BN, LIF, pool, linear, LIF), training"}
+              "conv": "Conv SNN (conv 3->64, BN, LIF, conv 64->64, BN, LIF, pool, linear, LIF), training",
+              "cifar": "The zoo's cifar10_conv (six conv 256 + BN + LIF, pools, linear, LIF), training"}
+    if conv_only:
+        cases = [c for c in cases if c[1] in ("conv", "cifar")]
     train_res = {}
     for name, kind, T, B, steps in cases:
         r = bench_train(libs, rounds, kind, T, B, steps)
@@ -333,7 +364,7 @@ def main() -> None:
         out("|---|---:|---:|---:|---:|---:|")
         for lib in libs:
             up = r["softspike"]["ips"] / r[lib]["ips"] if "softspike" in r else float("nan")
-            out(f"| {lib} | {r[lib]['ips']:.0f} | {up:.2f}x | {r[lib]['rate']:.3f} | {r[lib]['out_rate']:.3f} | "
+            out(f"| {lib} | {r[lib]['ips']:.1f} | {up:.2f}x | {r[lib]['rate']:.3f} | {r[lib]['out_rate']:.3f} | "
                 f"{r[lib]['agree'] * 100:.3f}% |")
         best, ratio = ratio_cells(r, "ips", higher=True)
         out()
@@ -341,26 +372,37 @@ def main() -> None:
         out()
 
     # 5. activation memory against T
-    Ts = [4, 8] if a.quick else [8, 32, 128]
-    Bm = 16 if a.quick else 128
-    mem = bench_memory(libs, Ts, Bm)
-    out(f"### Activation memory of one training step, MNIST net, B={Bm}")
+    if not conv_only:
+        mnist_memory_section(out, libs, peers_, a.quick)
+
+    # 5b. activation memory of the conv cases, per time step
+    # 5b. activation memory of the conv cases, per time step
+    conv_mem = [("conv", 32, [4, 8]), ("cifar", 16, [2, 4])] if not a.quick else [("conv", 4, [1, 2])]
+    out("### Activation memory of one training step, conv cases (MB held after forward)")
     out()
-    out("| library | " + " | ".join(f"T={T} (MB)" for T in Ts) + " | slope per time step (KB) | softspike's share |")
-    out("|---|" + "---:|" * (len(Ts) + 2))
-    slopes = {lib: (mem[lib][Ts[-1]] - mem[lib][Ts[0]]) / (Ts[-1] - Ts[0]) for lib in libs}
+    out("| library | " + " | ".join(f"{kind} T={T}" for kind, _, Ts_ in conv_mem for T in Ts_) + " | "
+        + " | ".join(f"{kind} per step (MB)" for kind, _, _ in conv_mem) + " |")
+    out("|---|" + "---:|" * sum(len(Ts_) + 1 for _, _, Ts_ in conv_mem))
+    per_step: dict[str, dict[str, float]] = {kind: {} for kind, _, _ in conv_mem}
+    rows = {lib: [] for lib in libs}
+    for kind, Bc, Ts_ in conv_mem:
+        for lib in libs:
+            held = [activation_memory(lib, kind, T, Bc) for T in Ts_]
+            rows[lib] += [fmt_mb(h) for h in held]
+            per_step[kind][lib] = (held[-1] - held[0]) / (Ts_[-1] - Ts_[0])
     for lib in libs:
-        share = slopes["softspike"] / slopes[lib] if "softspike" in slopes and slopes[lib] > 0 else float("nan")
-        cells = " | ".join(fmt_mb(mem[lib][T]) for T in Ts)
-        out(f"| {lib} | {cells} | {slopes[lib] / 1024:.0f} | {share:.2f} |")
-    if "softspike" in slopes and peers_:
-        lean = min(peers_, key=slopes.__getitem__)
+        out(f"| {lib} | " + " | ".join(rows[lib]) + " | "
+            + " | ".join(fmt_mb(per_step[kind][lib]) for kind, _, _ in conv_mem) + " |")
+    if "softspike" in libs and peers_:
         out()
-        out(f"softspike's slope against the leanest peer ({lean}): **{slopes['softspike'] / slopes[lean]:.2f}**.")
+        for kind, Bc, _ in conv_mem:
+            lean = min(peers_, key=per_step[kind].__getitem__)
+            out(f"{kind} (B={Bc}): softspike's activation memory per time step against the leanest peer ({lean}): "
+                f"**{per_step[kind]['softspike'] / per_step[kind][lean]:.2f}**.")
     out()
 
     # 6. peak RSS, fresh process each
-    if not a.quick:
+    if not (a.quick or conv_only):
         out("### Peak resident memory growth over two steps, fresh process per library (MB)")
         out()
         pcases = ["lif", "mnist8", "mnist50", "conv"]
@@ -373,7 +415,16 @@ def main() -> None:
     out("Notes on the peers' math: " + "; ".join(f"{lib}: {peers.NOTES[lib]}" for lib in libs) + ".")
     out()
     out(f"Total benchmark time {time.time() - t_start:.0f} s.")
-    if not (a.quick or a.no_write):
+    if a.quick or a.no_write:
+        return
+    if conv_only:
+        write_section("## Conv SNNs against the peers (`run_all.py --only conv`)", [
+            f"Command: `python benchmarks/run_all.py --only conv --threads {a.threads}` in `.benchenv` (`make bench` "
+            "runs these cases too). The same torch layers on the merged T·B batch for every peer (SpikingJelly: its "
+            "own multi-step layer.Conv2d/BatchNorm2d/MaxPool2d), the same weights and data; softspike runs the "
+            "network its builder makes (spike-input convs, batch norm fused into the neuron scan). Interleaved "
+            f"rounds, medians of {rounds}.", ""], lines)
+    else:
         write_docs(lines)
 
 

@@ -6,6 +6,9 @@ choice (`softspike.core.backends`, filled by `softspike.plugins.backends`), not 
     scan_compiled   any dynamics: one step compiled by torch.compile, Python looping over T
     spike_linear    a linear layer fed by spikes: sums of weight rows (`softspike::spike_linear_*`)
     spike_conv      a convolution fed by spikes (`softspike::spike_conv_*`)
+    bn_lif          training-mode batch norm fused into the neuron scan after it (`softspike::bn_lif*`,
+                    `FusingSequential`, the spec builder's container)
+    spike_pool      max-pooling that keeps one byte per output for backward (`softspike::max_pool2d*`)
     sampling        the Poisson encoder's counter-hash stream (`softspike::poisson`)
     bitpack         saved spikes as bits (`softspike::pack_bits`, `unpack_bits`, `compact_saved_spikes`)
     pool            the buffer pool the native ops allocate their outputs from

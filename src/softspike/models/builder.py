@@ -13,6 +13,7 @@ from typing import Any
 from torch import nn
 
 from softspike.core.registry import Registry, get_registry
+from softspike.kernels.bn_lif import FusingSequential
 from softspike.models.errors import join_path
 from softspike.models.layers import BuildContext, instantiate
 from softspike.models.limits import check_weights, estimate
@@ -28,8 +29,9 @@ class _Builder:
 
     def sequence(self, layers: Sequence[Any], prefix: str, spikes: bool | None) -> nn.Sequential:
         """Build `layers` in order. `spikes` tracks whether the input is spikes (0/1 values), so a linear
-        layer fed by them takes the sparse kernel; None inside blocks, whose layers stay dense."""
-        body = nn.Sequential()
+        layer fed by them takes the sparse kernel; None inside blocks, whose layers stay dense. A batch
+        norm and the neuron after it run as one fused op in training (`FusingSequential`)."""
+        body = FusingSequential()
         for i, layer in enumerate(layers):
             path = join_path([prefix, i])
             slot = len(self.paths)  # a block comes before the layers nested in it

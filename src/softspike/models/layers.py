@@ -30,6 +30,7 @@ from softspike.core.params import FLOAT32_TINY
 from softspike.core.registry import Catalog, Registry
 from softspike.kernels.spike_conv import SpikeConv2d
 from softspike.kernels.spike_linear import SpikeLinear
+from softspike.kernels.spike_pool import SpikeMaxPool2d
 from softspike.layers import MultiStep
 from softspike.models.base import MAX_SIZE, Size, SpecModel
 from softspike.models.network import Residual as ResidualModule
@@ -246,7 +247,8 @@ class MaxPool2d(_Pool):
     """Max pooling over square windows; stride defaults to the window size."""
 
     def build(self, in_shape: Shape, context: BuildContext) -> nn.Module:
-        return MultiStep(nn.MaxPool2d(self.kernel_size, self.stride, self.padding))
+        # nn.MaxPool2d's results bit for bit, one byte per output kept for backward instead of an int64 index.
+        return MultiStep(SpikeMaxPool2d(self.kernel_size, self.stride, self.padding))
 
     def spikes_out(self, spikes_in: bool) -> bool:
         return spikes_in  # the max of 0/1 values is 0/1

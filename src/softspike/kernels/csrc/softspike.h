@@ -2,7 +2,8 @@
 // the .cpp files here by softspike/kernels/native.py; no torch headers, so it builds in seconds).
 // Each op family has its own source: scan.cpp (the LIF scans), spike_linear.cpp (the spike-input
 // linear's gather/scatter), spike_conv.cpp (the spike-input convolution), sampling.cpp (the Poisson
-// generator), bitpack.cpp (saved-spike bits), library.cpp (the ABI version). The torch.library operators in softspike/kernels/*.py call them
+// generator), bitpack.cpp (saved-spike bits), bn_lif.cpp (batch norm fused into the scan), spike_pool.cpp
+// (max-pooling with byte indices), library.cpp (the ABI version). The torch.library operators in softspike/kernels/*.py call them
 // through ctypes and check the arguments first.
 //
 // Threads come from OpenMP: loaded after torch, the library binds to torch's own libgomp (same
