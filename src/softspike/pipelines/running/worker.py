@@ -252,10 +252,9 @@ class PreparedRun:
         try:
             result = _train(self.checked, self.cfg, self.layout, self.mode, self.rank, self.device, self.data,
                             self.logdir, self.folder, self.stored, self.verbose, self.predictions)
-            # No rank tears its group down while another still has a transfer in flight. Seen once, in a
-            # full suite run on a loaded machine: rank 0 aborted at the end of a 3-epoch pipelined run
-            # ('terminate called without an active exception', SIGABRT); not reproduced in 6 runs of that
-            # test alone.
+            # No rank tears its group down while another still has a transfer in flight. This barrier did
+            # not cure the open crash of test_pipeline_runtime_epochs (rank 0 SIGABRT, 'terminate called
+            # without an active exception', ~2 in 9 loaded full-suite runs; cause not found yet).
             dist.barrier()
             return result
         finally:
