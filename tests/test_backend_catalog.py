@@ -70,6 +70,7 @@ def test_priority_forcing_and_reasons() -> None:
     big = torch.zeros(2, 1, 8192)
     cuba = reg.neurons.create("cuba_lif", step_mode="m")
     compiled = {r["name"]: r for r in reg.backends.explain(cuba.dynamics, cuba.cfg, x)}["compiled"]
+    # Conditional on the machine: only where inductor has no C++ compiler (CI has g++: it runs there).
     if compiled["reason"] is not None and "auto passes it over" not in compiled["reason"]:
         pytest.skip(f"no compiler here: {compiled['reason']}")
     assert "fewer than" in compiled["reason"]  # a small layer: applies when forced only
