@@ -45,7 +45,8 @@ def one_thread() -> Iterator[None]:
 def torchrun(nproc: int, *args: str, timeout: float = 150) -> subprocess.CompletedProcess[str]:
     """Run torchrun with a hard timeout: a hang kills the whole process group and fails the test."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", *args]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "SOFTSPIKE_DIST_TIMEOUT": "60", "PYTHONWARNINGS": "ignore"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "SOFTSPIKE_DIST_TIMEOUT": "60", "PYTHONWARNINGS": "ignore",
+           "PYTHONFAULTHANDLER": "1"}  # a fatal signal in a rank prints every thread's Python stack
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     try:

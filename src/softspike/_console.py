@@ -55,6 +55,21 @@ def release() -> None:
         raise KeyboardInterrupt
 
 
+_skip_finalization = False  # set by exit_without_finalizing()
+
+
+def exit_without_finalizing() -> None:
+    """Ask the `softspike` program to end this process without finalising the interpreter (exit
+    handlers, other threads and stdio still finish first): a distributed worker calls it once it has
+    left its process group, so no C++ object of torch.distributed is destroyed during shutdown."""
+    global _skip_finalization
+    _skip_finalization = True
+
+
+def skips_finalization() -> bool:
+    return _skip_finalization
+
+
 def console() -> NoReturn:
     """The console script and `python -m softspike`."""
     hold()

@@ -8,6 +8,7 @@ import atexit
 import importlib
 import os
 import sys
+import threading
 from collections.abc import Sequence
 from typing import NoReturn
 
@@ -66,14 +67,19 @@ def console_main() -> NoReturn:
     An interrupt that lands while a C extension runs Python code through `PyRun_*` during an import
     (torch's start-up does) is remembered by CPython as unhandled even though `main` handled it, and
     the interpreter would then kill itself with SIGINT at exit (status -2, not 130). So after an
-    interrupt the exit handlers run and the process exits 130 directly."""
+    interrupt the exit handlers run and the process exits 130 directly. A distributed worker that has
+    left its process group ends the same way, after its threads (`_console.exit_without_finalizing`)."""
     _console.hold()  # a no-op after `console`; holds for a console script of an older install
     code = main()
-    if code == 130:
+    if code == 130 or _console.skips_finalization():
+        if code != 130:  # an interrupted program does not wait for its threads
+            for thread in threading.enumerate():  # what the interpreter's shutdown would wait for
+                if thread is not threading.current_thread() and not thread.daemon:
+                    thread.join()
         atexit._run_exitfuncs()
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(130)
+        os._exit(code)
     sys.exit(code)
 
 
