@@ -107,3 +107,19 @@ def test_under_torchrun_a_usage_error_is_said_once_and_is_the_root_cause(files: 
     root = done.stderr[done.stderr.index("Root Cause"):]
     assert "rank      : 0 (local_rank: 0)" in root and "exitcode  : 2" in root, root
     assert f"traceback : {message}" in root, root
+
+
+def test_nproc_finds_a_missing_dataset_before_starting_processes(files: Path, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """`--nproc 2` with a dataset that is not there: one message from the launching process, exit 1, and
+    no process started (torchrun's launcher is never called)."""
+    from softspike.pipelines.running import launch
+
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
+    monkeypatch.setattr(launch, "launch", lambda *a: pytest.fail("processes were started"))
+    missing = tmp_path / "nowhere.npz"
+    assert main(["train", str(files / "spec.json"), "--nproc", "2", "--quiet", "--dataset", f"npz:{missing}"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and f"npz:{missing}: no such file" in err, err

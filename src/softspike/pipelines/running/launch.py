@@ -165,6 +165,11 @@ def check_launch(args: argparse.Namespace, checked: CheckedSpec, options: dict[s
     if args.nproc < 1:
         raise ArgumentError(f"--nproc must be >= 1, got {args.nproc}")
     check_arguments(args, checked, options, args.nproc)
+    if not args.resume:  # (a resumed run's dataset is in its checkpoint: the processes read it)
+        from softspike.train.config import make_config
+        from softspike.train.recipe import prepare_data
+
+        prepare_data(make_config(options), checked)  # a missing or unfit dataset: said here, once
 
 
 def launch(args: argparse.Namespace, checked: CheckedSpec, options: dict[str, Any]) -> int:
