@@ -190,12 +190,20 @@ def _setup(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, Tensor, Tens
     ctx.mark_non_differentiable(bits, ones)
 
 
+def _input_grad_weight(weight: Tensor) -> Tensor:
+    """The weight as the dense input gradient reads it fastest: channels-last. mkldnn then runs the
+    transposed convolution channels-last throughout, about half the time of a contiguous weight with
+    channels-last dL/dY (conv 256->256, 3x3, 16x16, N=64, one thread: 122 against 261 ms thread
+    time, under load); the copy is of the weight only."""
+    return weight.contiguous(memory_format=torch.channels_last)
+
+
 def _backward(ctx: Any, gy: Tensor, *_: Any) -> tuple[Tensor | None, ...]:
     weight, bits, ones, x = ctx.saved_tensors
     x_shape, stride, padding, dilation, groups = ctx.conf
     gx = gw = gb = None
     if ctx.needs_input_grad[0]:
-        gx = conv_grad.conv2d_input(x_shape, weight, gy, stride, padding, dilation, groups)
+        gx = conv_grad.conv2d_input(x_shape, _input_grad_weight(weight), gy, stride, padding, dilation, groups)
     if ctx.needs_input_grad[1]:
         with torch.no_grad():
             gw = spike_conv2d_wgrad(gy, bits, ones, x, x_shape, list(weight.shape), stride, padding, dilation, groups)
