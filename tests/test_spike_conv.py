@@ -1,5 +1,5 @@
-"""The spike-input convolution equals nn.Conv2d: outputs and weight gradients to float32 rounding,
-input gradients exactly, over shapes, strides, padding, dilation, groups and densities 0..1."""
+"""The spike-input convolution equals nn.Conv2d: outputs and gradients to float32 rounding, over shapes,
+strides, padding, dilation, groups and densities 0..1; the dense ChannelsLastConv2d equals it exactly."""
 
 from __future__ import annotations
 
@@ -46,6 +46,26 @@ def test_spike_conv_matches_conv2d(case: tuple[int, ...], density: float, channe
     torch.testing.assert_close(mine.weight.grad, ref.weight.grad, rtol=1e-4, atol=1e-4)
     if bias:
         torch.testing.assert_close(mine.bias.grad, ref.bias.grad, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("shape", [(4, 3, 32, 32), (2, 1, 28, 28), (3, 2, 7, 9)])
+def test_channels_last_conv_equals_conv2d(shape: tuple[int, int, int, int]) -> None:
+    """The analog first layer: the same values as nn.Conv2d, written channels-last; its gradients too."""
+    torch.manual_seed(0)
+    ref = torch.nn.Conv2d(shape[1], 16, 3, padding=1)
+    mine = sc.ChannelsLastConv2d(shape[1], 16, 3, padding=1)
+    mine.load_state_dict(ref.state_dict())
+    x = torch.rand(shape)
+    ya, yb = ref(x), mine(x)
+    assert torch.equal(yb, ya)
+    # one input channel: the weight's two layouts are the same strides, so torch keeps NCHW
+    assert yb.is_contiguous(memory_format=torch.channels_last) or shape[1] == 1
+    assert mine.weight.is_contiguous()  # the parameter keeps its layout
+    gy = torch.randn(ya.shape)
+    ya.backward(gy)
+    yb.backward(gy)
+    torch.testing.assert_close(mine.weight.grad, ref.weight.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(mine.bias.grad, ref.bias.grad, rtol=1e-5, atol=1e-5)
 
 
 def test_non_binary_input_runs_dense() -> None:

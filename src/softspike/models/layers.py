@@ -28,7 +28,7 @@ from softspike.core.backends import AUTO
 from softspike.core.neuron import DEFAULT_SURROGATE, NEURON_DEFAULTS, assemble
 from softspike.core.params import FLOAT32_TINY
 from softspike.core.registry import Catalog, Registry
-from softspike.kernels.spike_conv import SpikeConv2d
+from softspike.kernels.spike_conv import ChannelsLastConv2d, SpikeConv2d
 from softspike.kernels.spike_linear import SpikeLinear
 from softspike.kernels.spike_pool import SpikeMaxPool2d
 from softspike.layers import MultiStep
@@ -204,7 +204,8 @@ class Conv2d(LayerSpec):
 
     def build(self, in_shape: Shape, context: BuildContext) -> nn.Module:
         # Fed by spikes: same parameters and results (to rounding), sums only the inputs that fired.
-        cls = SpikeConv2d if context.spikes_in else nn.Conv2d
+        # Else dense, writing channels-last like the spike convs (no layout copies between them).
+        cls = SpikeConv2d if context.spikes_in else ChannelsLastConv2d
         return MultiStep(cls(in_shape[0], self.out_channels, self.kernel_size, self.stride, self.padding,
                              bias=self.bias))
 
