@@ -58,18 +58,36 @@ def test_zoo_training_forward_stays_on_the_device(name: str, loss_kind: str) -> 
             assert audit.softspike_ops.count("softspike::lif_multistep") == len(net.neuron_layers())
 
 
+@pytest.mark.parametrize("neurons", [None, 3, [0, 2]])
 @pytest.mark.parametrize("v", [False, True])
-def test_monitor_on_fake_cuda_copies_only_its_records(v: bool) -> None:
+def test_monitor_on_fake_cuda_copies_only_its_records(v: bool, neurons: int | list[int] | None) -> None:
     with fake_cuda():
         checked, net = _zoo_net("mnist_fc")
         x = torch.rand(2, *checked.spec.input_shape, device="cuda")  # type: ignore[attr-defined]
-        # neurons=None: choosing neurons reads a CPU index tensor once (fine on a GPU, not with fake tensors)
-        with Monitor(net, v=v, samples=1, every=2) as mon, DeviceAudit() as audit:
+        with Monitor(net, v=v, neurons=neurons, samples=1, every=2) as mon, DeviceAudit() as audit:
             net.spikes(x)
+            net.spikes(x)  # the kept neuron indices are made on the device once, not copied there per call
         others = [e for e in audit.cpu if not e.where.startswith("softspike/monitor/record.py")]
         assert others == [] and audit.host_reads == []
-        assert all(e.op == "aten::_to_copy" for e in audit.cpu)  # records go to the CPU, by design
-        assert mon.spikes(mon.paths[0]).shape[:2] == (checked.spec.T // 2, 1)  # type: ignore[attr-defined]
+        given = [e for e in audit.cpu if e.function == "_index"]  # a list of indices reaches the device once
+        assert len(given) == (len(net.neuron_layers()) if isinstance(neurons, list) else 0)
+        assert all(e.op == "aten::_to_copy" for e in audit.cpu if e not in given)  # records go to the CPU, by design
+        s = mon.spikes(mon.paths[0])
+        assert s.shape[:2] == (checked.spec.T // 2, 2)  # type: ignore[attr-defined]  # one sample per call
+        assert neurons is None or s.shape[2] == (neurons if isinstance(neurons, int) else len(neurons))
+
+
+def test_single_step_encoder_reads_nothing_per_step() -> None:
+    """A time-dependent encoder called once per step on the same input compares nothing on the host."""
+    from softspike.plugins.encoders import LatencyEncoder
+
+    with fake_cuda():
+        enc = LatencyEncoder(T=4)
+        x = torch.rand(2, 5, device="cuda")
+        with DeviceAudit() as audit:
+            steps = [enc(x) for _ in range(8)]  # two samples' worth: the second starts over at step 0
+        assert audit.problems() == []
+        assert all(s.shape == (2, 5) and s.device.type == "cuda" for s in steps)
 
 
 def test_the_audit_names_the_operator_and_the_line() -> None:

@@ -208,6 +208,13 @@ def test_encoder_never_replays_another_batch() -> None:
     second[0, 0] = 1.0  # the caller reuses its tensor for the next batch
     assert torch.equal(enc(second), torch.ones(1, 2))
     assert torch.equal(kept, torch.tensor([[0.0, 1.0]]))
+    half = torch.tensor([[1.0, 0.5]])  # fires at steps 0 and 2 (round(1.5) = 2)
+    assert torch.equal(enc(half), torch.tensor([[1.0, 0.0]]))
+    assert torch.equal(enc(half.clone()), torch.zeros(1, 2))  # equal values in another tensor: step 1 goes on
+    assert torch.equal(enc(half), torch.tensor([[0.0, 1.0]]))
+    half.mul_(1.0)  # written to in place, same values: compared by value, step 3 goes on
+    assert torch.equal(enc(half), torch.zeros(1, 2))
+    assert torch.equal(enc(half), torch.tensor([[1.0, 0.0]]))  # past T: the sample starts over
 
 
 # -- threads (issue 10 item 3) ----------------------------------------------------------------------

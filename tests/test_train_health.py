@@ -4,6 +4,7 @@ silent or saturated layers are warned about once, by spec path."""
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import warnings
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 import torch
 
+import softspike.train.health as health
 import softspike.train.loop as loop
 from softspike.models import check_spec
 from softspike.train import fit
@@ -67,18 +69,60 @@ def test_nan_weights_stop_the_run_naming_the_layer_and_keep_the_checkpoint(
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
 
 
-def test_a_nan_loss_stops_before_backward(monkeypatch: pytest.MonkeyPatch) -> None:
+def nan_loss_at(call: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The training loss of the `call`-th step (counting from 1) becomes NaN."""
     real = loop.readout_loss
     calls = [0]
 
     def loss(*a: Any) -> torch.Tensor:
         calls[0] += 1
         out = real(*a)
-        return out * float("nan") if calls[0] == 3 else out
+        return out * float("nan") if calls[0] == call else out
 
     monkeypatch.setattr(loop, "readout_loss", loss)
+
+
+def test_a_nan_loss_stops_before_backward(monkeypatch: pytest.MonkeyPatch) -> None:
+    nan_loss_at(3, monkeypatch)
     with pytest.raises(TrainingDiverged, match=r"step 3 of 10 \(global step 3\): the loss is nan; every parameter"):
         fit(spec(), OPTS, verbose=False)
+
+
+def test_a_deferred_nan_loss_is_named_by_its_step_and_never_saved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The GPU way (forced here on the CPU): the loss check stays on the device and is read before the
+    step-4 save, which it refuses; the message names step 3, the step-2 checkpoint stays."""
+    nan_loss_at(3, monkeypatch)
+    monkeypatch.setattr(loop, "TrainingHealth", functools.partial(health.TrainingHealth, defer=True))
+    with pytest.raises(TrainingDiverged) as err:
+        fit(spec(), {**OPTS, "checkpoint_every": 2}, checkpoint_dir=tmp_path, verbose=False)
+    text = str(err.value)
+    assert "training stopped at epoch 1, step 4 of 10" in text
+    assert "the loss became NaN or infinite at epoch 1, step 3 of 10 (global step 3)" in text
+    assert "the weights it reached are non-finite now, first in layers[1] (SpikeLinear)" in text
+    state = load_checkpoint(tmp_path / "last.pt")
+    assert state["log"]["step"] == 2
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_the_loss_check_reads_nothing_per_step_off_the_cpu() -> None:
+    """On (fake) CUDA a step's health check makes no host read; the read comes with the parameter check."""
+    from softspike.models import build
+    from softspike.testing.devices import DeviceAudit, fake_cuda
+
+    with fake_cuda():
+        with torch.device("cuda"):
+            net = build(spec())
+        checks = health.TrainingHealth(net, steps_per_epoch=10, every=4)
+        x = torch.rand(2, 1, 28, 28, device="cuda")
+        with DeviceAudit() as audit:
+            for step in range(3):
+                checks.step(torch.rand((), device="cuda"), 0, step, x)
+        assert audit.problems() == [] and checks.bad_loss_at is not None
+        with DeviceAudit() as audit, pytest.raises(Exception, match="_local_scalar_dense"):
+            checks.step(torch.rand((), device="cuda"), 0, 3, x)  # step 4: the check is read (fake tensors cannot)
+        assert [e.function for e in audit.host_reads] == ["_check_losses"]
 
 
 @pytest.mark.parametrize(("neuron", "state", "hint"), [

@@ -44,7 +44,7 @@ class Trace:
 
     path: str
     threshold: float
-    index: Tensor | None = None  # the flat neuron indices kept (None: all)
+    index: dict[torch.device, Tensor] = field(default_factory=dict)  # the flat neuron indices kept, per device
     shape: tuple[int, ...] = ()  # the layer's neuron shape, once seen
     spikes: list[Tensor] = field(default_factory=list)
     v: list[Tensor] = field(default_factory=list)
@@ -100,6 +100,17 @@ def _choose(net: nn.Module, layers: Sequence[str] | str | None) -> list[tuple[st
     return out
 
 
+def _spread(n: int, count: int, device: torch.device) -> Tensor:
+    """`count` (at most n) evenly spread indices in [0, n), made on `device` from integers alone
+    (nothing on the CPU): k·(n-1)/(m-1) for k < m, rounded half to even, the values
+    torch.linspace(0, n - 1, m).round().unique() gave (a step >= 1: no repeats, no `unique`)."""
+    m = min(count, n)
+    k = torch.arange(m, dtype=torch.long, device=device) * (n - 1)
+    d = max(m - 1, 1)
+    q, r = k // d, k % d
+    return q + ((2 * r > d) | ((2 * r == d) & (q % 2 == 1))).long()
+
+
 class Monitor:
     """Record spikes (and, with `v=True`, membrane potentials) of a network's neuron layers.
 
@@ -133,15 +144,21 @@ class Monitor:
 
     # -- recording ------------------------------------------------------------------------------
     def _index(self, trace: Trace, n: int, device: torch.device) -> Tensor | None:
-        if trace.index is None and self.neurons is not None:
+        """The kept neuron indices as a tensor on `device`, made once per device (not copied to the
+        device at every call) and chosen without a host read."""
+        if self.neurons is None:
+            return None
+        on = trace.index.get(device)
+        if on is None:
             if isinstance(self.neurons, int):
-                idx = torch.linspace(0, n - 1, min(self.neurons, n)).round().long().unique()
+                on = _spread(n, self.neurons, device)
             else:
-                idx = torch.as_tensor(list(self.neurons), dtype=torch.long)
-                if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= n):
-                    raise MonitorError(f"{trace.path}: neuron indices must lie in [0, {n}), got {idx.tolist()}")
-            trace.index = idx
-        return None if trace.index is None else trace.index.to(device)
+                given = [int(i) for i in self.neurons]
+                if any(not 0 <= i < n for i in given):
+                    raise MonitorError(f"{trace.path}: neuron indices must lie in [0, {n}), got {given}")
+                on = torch.tensor(given, dtype=torch.long, device=device)  # a given list: via the CPU, once
+            trace.index[device] = on
+        return on
 
     def _keep(self, trace: Trace, x: Tensor, lead: int) -> Tensor:
         """[T, B, ...] or [B, ...] -> [steps, samples, kept neurons], detached, on the CPU."""

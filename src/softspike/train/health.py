@@ -6,8 +6,11 @@ Why both checks are needed in an SNN: a NaN membrane potential never crosses the
 finite (ln C for a silent readout); checking the loss alone would let it train on and save NaN
 weights. So:
 
-- the loss is checked at every step (one `isfinite`, before `backward`, so a bad loss never reaches
-  the weights);
+- on the CPU the loss is checked at every step (one `isfinite`, before `backward`, so a bad loss never
+  reaches the weights); on a GPU reading it would wait for the step's kernels at every step, so there
+  the check stays on the device (a flag holding the first bad step) and is read with the parameter
+  check below: a bad loss may reach the weights, never a checkpoint, and the message still names the
+  step it came from;
 - the parameters are checked every `every` steps and before every checkpoint (one reduction over
   all of them: a sum is non-finite when any element is), so no checkpoint ever holds NaN weights;
 - at each epoch end, a neuron layer whose training firing rate r over the whole epoch was r = 0
@@ -97,7 +100,8 @@ class TrainingHealth:
     """The checks above for one run of `fit` (see the module docstring)."""
 
     def __init__(self, net: SpikingNetwork, steps_per_epoch: int, checkpoint: Path | None = None,
-                 every: int = CHECK_EVERY, fresh: Callable[[], SpikingNetwork] | None = None) -> None:
+                 every: int = CHECK_EVERY, fresh: Callable[[], SpikingNetwork] | None = None,
+                 defer: bool | None = None) -> None:
         self.net = net
         self.steps_per_epoch = steps_per_epoch
         self.checkpoint = checkpoint
@@ -107,6 +111,8 @@ class TrainingHealth:
         self.finite_at = 0  # the global step after which the parameters were last found finite
         self.fresh = fresh  # builds the same network anew (finite initial weights), for the diagnosis
         self.last_x: Tensor | None = None
+        self.defer = defer  # read the loss check only with the parameter check; None: off the CPU only
+        self.bad_loss_at: Tensor | None = None  # deferred: on the device, the first bad global step (1-based), 0: none
 
     def _where(self, epoch: int, step: int) -> str:
         return (f"epoch {epoch + 1}, step {step + 1} of {self.steps_per_epoch} "
@@ -152,27 +158,26 @@ class TrainingHealth:
         return f"parameters became NaN or infinite ({since}; checked every {self.every} steps and before saving)"
 
     def step(self, loss: Tensor, epoch: int, step: int, x: Tensor) -> None:
-        """Before `backward`: raise TrainingDiverged if the loss or (every `every` steps) a parameter is bad."""
+        """Before `backward`: raise TrainingDiverged if the loss or (every `every` steps) a parameter is bad.
+        Deferred (off the CPU), the loss check is read only with the parameter check: no host read here."""
         self.last_x = x
-        if not bool(torch.isfinite(loss.detach())):
-            self.check_parameters(epoch, step)  # bad weights are the likelier cause: name them first
+        at = epoch * self.steps_per_epoch + step + 1
+        if self.defer if self.defer is not None else loss.device.type != "cpu":
+            bad = ~torch.isfinite(loss.detach())
+            seen = self.bad_loss_at if self.bad_loss_at is not None else torch.zeros_like(bad, dtype=torch.long)
+            self.bad_loss_at = torch.where(bad & (seen == 0), at, seen)
+        elif not bool(torch.isfinite(loss.detach())):
+            self.check_parameters(epoch, step, losses=False)  # bad weights are the likelier cause: name them first
             layer = _nonfinite_output(self.net, x)
             culprit = (f"the first layer whose output is non-finite is {layer}" if layer is not None
                        else "every parameter and layer output is finite, so the readout or loss produced it "
                        f"(or the batch holds extreme values: |x| max {float(x.abs().max()):.3g})")
             raise self._stop(f"the loss is {float(loss.detach())}", epoch, step, culprit)
-        if (epoch * self.steps_per_epoch + step + 1) % self.every == 0:
+        if at % self.every == 0:
             self.check_parameters(epoch, step)
 
-    def check_parameters(self, epoch: int, step: int) -> None:
-        """Raise TrainingDiverged naming the first layer (spec path) whose parameters hold NaN or inf."""
-        if not self.params:
-            return
-        with torch.no_grad():
-            total = torch.stack([p.detach().sum() for p in self.params]).sum()
-        if bool(torch.isfinite(total)):
-            self.finite_at = epoch * self.steps_per_epoch + step + 1
-            return
+    def _bad_layers(self) -> list[str]:
+        """'path (Type): parameter (k of n values)' for each layer, in spec order, with NaN or inf parameters."""
         found = []
         for path, module in self.net.layer_paths:
             if not isinstance(module, Residual):  # a block's parameters are its inner layers', listed after it
@@ -180,6 +185,34 @@ class TrainingHealth:
                 bad = _nonfinite_params(inner)
                 if bad:
                     found.append(f"{path} ({type(inner).__name__}): {', '.join(bad)}")
+        return found
+
+    def _check_losses(self, epoch: int, step: int) -> None:
+        """Deferred: read the device-side loss flag (one host read) and raise if a loss since the last read was bad."""
+        flag, self.bad_loss_at = self.bad_loss_at, None
+        first = 0 if flag is None else int(flag)
+        if not first:
+            return
+        e, s = divmod(first - 1, self.steps_per_epoch)
+        found = self._bad_layers()
+        culprit = ("the weights it reached are non-finite now, first in " + "; then ".join(found) if found else
+                   "every parameter is finite, so the readout or loss produced it (or the batch held extreme values)")
+        raise self._stop(f"the loss became NaN or infinite at {self._where(e, s)} (checked on the device, read every "
+                         f"{self.every} steps and before saving)", epoch, step, culprit)
+
+    def check_parameters(self, epoch: int, step: int, losses: bool = True) -> None:
+        """Raise TrainingDiverged naming the first layer (spec path) whose parameters hold NaN or inf (and,
+        first, with `losses`, a deferred non-finite loss, naming its step)."""
+        if losses:
+            self._check_losses(epoch, step)
+        if not self.params:
+            return
+        with torch.no_grad():
+            total = torch.stack([p.detach().sum() for p in self.params]).sum()
+        if bool(torch.isfinite(total)):
+            self.finite_at = epoch * self.steps_per_epoch + step + 1
+            return
+        found = self._bad_layers()
         if found:  # spec order; by the time a check runs, a NaN may have spread to the layers before it
             raise self._stop(self._went_bad(), epoch, step, "the first such layer is " + "; then ".join(found))
         bad = _nonfinite_params(self.net)
