@@ -154,7 +154,7 @@ def spike_ops_agreement(device: torch.device, log: list[str]) -> None:
 
     g = torch.Generator().manual_seed(1)
     x = torch.rand(64, 300, generator=g)
-    seed = torch.tensor([12345, 2**32 - 7])
+    seed = torch.tensor([12345])
     same = torch.equal(poisson(x, 8, seed), poisson(x.to(device), 8, seed.to(device)).cpu())
     say(log, f"\nPoisson [8, 64, 300] from one seed: {'identical' if same else 'DIFFERENT'} on the CPU and {device}")
     s = (torch.rand(4, 64, 300, generator=g) < 0.1).float()

@@ -122,8 +122,9 @@ def test_ops_reject_bad_arguments_with_clear_errors() -> None:
         (lambda: ops.lif_multistep_backward(x, x, w, *LIF_ARGS[:7], 9, 4.0, 1.0), "gate must be"),
         (lambda: ops.spike_linear(x, torch.rand(5, 3), None), "do not fit"),
         (lambda: ops.spike_linear(x, torch.rand(5, 4), torch.rand(4)), "bias must have shape"),
-        (lambda: ops.poisson(x, 0, torch.zeros(2, dtype=torch.int64)), "T must be >= 1"),
+        (lambda: ops.poisson(x, 0, torch.zeros(1, dtype=torch.int64)), "T must be >= 1"),
         (lambda: ops.poisson(x, 2, torch.zeros(3)), "seed must be"),
+        (lambda: ops.poisson(x, 2, torch.zeros(2, dtype=torch.int64)), "seed must be an int64 tensor of 1"),
         (lambda: ops.pack_bits(torch.rand(4, 3).t()), "contiguous"),
         (lambda: ops.unpack_bits(torch.zeros(2, dtype=torch.uint8), [3, 3]), "cannot fill"),
     ]

@@ -220,13 +220,13 @@ def _late_case(n: int, binary: bool) -> None:
         raise AssertionError(f"kept {kept}; unpacked equal: {torch.equal(back, x)}")
 
 
-def _poisson_case(shape: tuple[int, ...], T: int, dtype: torch.dtype, seed: tuple[int, int]) -> None:
+def _poisson_case(shape: tuple[int, ...], T: int, dtype: torch.dtype, seed: int) -> None:
     from softspike.kernels import sampling
     from softspike.kernels.triton import poisson
 
     g = torch.Generator().manual_seed(sum(shape) + T)
     x = torch.rand(shape, generator=g).to(dtype)
-    s = torch.tensor(seed, dtype=torch.int64)
+    s = torch.tensor([seed], dtype=torch.int64)
     got = poisson.poisson_cuda(x, T, s, block=32)
     want = sampling.poisson(x.float(), T, s)  # the CPU kernel (float32)
     if got.dtype != dtype or not torch.equal(got.float(), want):
@@ -254,8 +254,8 @@ def poisson_cases() -> Iterator[Case]:
     for shape, T in (((3, 5), 4), ((70,), 1), ((2, 3, 11), 3), ((0, 4), 2)):
         for dtype in (torch.float32, torch.float16, torch.bfloat16):
             yield f"poisson {shape} T={T} {dtype}", lambda s=shape, t=T, d=dtype: _poisson_case(
-                s, t, d, (12345, 2**32 - 7))
-    yield "poisson seeds above 2**31", lambda: _poisson_case((5, 7), 3, torch.float32, (2**32 - 1, 2**31 + 5))
+                s, t, d, 12345)
+    yield "poisson seed above 2**62", lambda: _poisson_case((5, 7), 3, torch.float32, 2**63 - 2**31 + 5)
 
 
 def _point_cpu_at_triton() -> None:

@@ -5,10 +5,16 @@ Element i of step t spikes when u(t, i) < x[i], with u a counter-based hash of (
     h = fmix32((lo + i) ^ s0);  h = fmix32(h ^ fmix32(hi ^ s1));  u = (h >> 8) · 2⁻²⁴
     (lo, hi) = the low and high 32 bits of t·M, fmix32 = murmur3's finalizer, i in memory order
 
-so P(spike) = x on the 24-bit grid of torch.rand's float32, exactly 0 or 1 out. The two seeds are
-drawn from torch's global CPU generator, so `torch.manual_seed` makes runs repeatable, and the
-stream is the same with the compiled kernel (CPU float32, ~5x faster than torch.rand) and without
-it (the same hash in tensor ops: no compiler, another device or dtype).
+so P(spike) = x on the 24-bit grid of torch.rand's float32, exactly 0 or 1 out. A call's seed is
+one int64 drawn from torch's global CPU generator, so `torch.manual_seed` makes runs repeatable;
+the two stream seeds come from it on its device (`stream_seeds`, tensor ops, the one place the mix
+is written), with (lo, hi) its low and high 32 bits:
+
+    s0 = fmix32(lo ^ fmix32(hi ^ 0x9E3779B9)),  s1 = fmix32(hi ^ fmix32(lo ^ 0x7F4A7C15))
+
+and every path reads them from there: the compiled kernel (CPU float32, ~5x faster than
+torch.rand), the Triton kernel and the same hash in tensor ops (no compiler, another device or
+dtype) give the same stream.
 """
 
 from __future__ import annotations
@@ -36,9 +42,15 @@ def _fmix32(h: Tensor) -> Tensor:
     return h ^ (h >> 16)
 
 
+def stream_seeds(seed: Tensor) -> Tensor:
+    """The stream seeds (s0, s1), an int64 tensor of 2 on seed's device, from a call's one-element seed."""
+    lo, hi = seed & _M32, (seed >> 32) & _M32
+    return torch.cat([_fmix32(lo ^ _fmix32(hi ^ 0x9E3779B9)), _fmix32(hi ^ _fmix32(lo ^ 0x7F4A7C15))])
+
+
 def uniform_steps(T: int, M: int, seed: Tensor) -> Tensor:
     """u [T, M] in [0, 1) as float32, the kernel's stream, in tensor ops (on seed's device)."""
-    s0, s1 = seed[0] & _M32, seed[1] & _M32
+    s0, s1 = stream_seeds(seed)
     dev = seed.device
     base = torch.arange(T, dtype=torch.int64, device=dev) * M
     hi = _fmix32((base >> 32) ^ s1).unsqueeze(1)
@@ -53,9 +65,9 @@ def _check(x: Tensor, T: int, seed: Tensor) -> None:
         raise KernelInputError("softspike::poisson: x must be a floating-point tensor of intensities in [0, 1]")
     if T < 1:
         raise KernelInputError(f"softspike::poisson: T must be >= 1, got {T}")
-    if seed.dtype != torch.int64 or seed.shape != (2,):
+    if seed.dtype != torch.int64 or seed.shape != (1,):
         raise KernelInputError(
-            f"softspike::poisson: seed must be an int64 tensor of 2, got {seed.dtype} {list(seed.shape)}"
+            f"softspike::poisson: seed must be an int64 tensor of 1, got {seed.dtype} {list(seed.shape)}"
         )
 
 
@@ -66,7 +78,7 @@ def _layout(x: Tensor) -> list[int]:
 
 @torch.library.custom_op("softspike::poisson", mutates_args=())
 def poisson(x: Tensor, T: int, seed: Tensor) -> Tensor:
-    """Spikes [T, *x.shape] (x's dtype and memory layout) with P(spike) = x, from the seeds (s0, s1)."""
+    """Spikes [T, *x.shape] (x's dtype and memory layout) with P(spike) = x, from the seed (one int64)."""
     _check(x, T, seed)
     if not (x.device.type == "cpu" and x.dtype == torch.float32 and native.available()):
         return poisson_tensor_ops(x, T, seed)
@@ -76,7 +88,7 @@ def poisson(x: Tensor, T: int, seed: Tensor) -> Tensor:
     if M == 0:
         return out
     xp = x.permute(memory_order(x)).contiguous()  # a view unless x is not dense in memory
-    s0, s1 = (int(v) & _M32 for v in seed.tolist())
+    s0, s1 = stream_seeds(seed).tolist()  # a CPU tensor: no device to wait for
     lib().ss_poisson(ptr(xp), ptr(out.permute(perm)), T, M, s0, s1, torch.get_num_threads())
     return out
 
@@ -108,16 +120,17 @@ def _(x: Tensor, T: int, seed: Tensor) -> Tensor:
 
 
 def draw_seed(device: torch.device) -> Tensor:
-    """The two seeds of a `poisson` call, drawn from torch's global CPU generator (so that a seed gives
-    the same spikes on every device), as an int64 tensor of 2 on `device`. For a GPU they go through
-    pinned memory without blocking: a plain host-to-device copy would synchronise at every call. This
-    2-element CPU tensor is the one the fake-CUDA suite allows (softspike.testing.devices)."""
-    seed = torch.randint(0, 2**32, (2,), dtype=torch.int64)
+    """The seed of a `poisson` call, one int64 drawn from torch's global CPU generator (so that a seed
+    gives the same spikes on every device), as a tensor of 1 on `device`; the stream seeds come from it
+    there (`stream_seeds`). For a GPU it goes through pinned memory without blocking: a plain
+    host-to-device copy would synchronise at every call. It stays a tensor argument of the op: an
+    int would make torch.compile recompile for every seed."""
+    seed = torch.randint(0, 2**63 - 1, (1,), dtype=torch.int64)
     if device.type == "cpu":
         return seed
     if device.type != "cuda":
         return seed.to(device)
-    host = torch.empty(2, dtype=torch.int64, pin_memory=True)
+    host = torch.empty(1, dtype=torch.int64, pin_memory=True)
     return host.copy_(seed).to(device, non_blocking=True)
 
 

@@ -13,9 +13,9 @@ Python layer. It records (a) each output of more than one element that lies on t
 telltale of a `torch.zeros(...)` without `device=`, and (b) each operator that hands a value to the
 host (`.item()`, `bool(t)`, `if t:`, `nonzero`, `torch.equal`), which on a GPU waits for every
 queued kernel: under fake tensors these raise `DataDependentOutputException`, and the audit names the
-operator and the softspike line that called it before the exception goes on. One CPU tensor is
-allowed, the Poisson encoder's seed pair (`draw_seed`): it comes from the CPU generator so that a seed
-gives the same spikes on every device, and it reaches the GPU through pinned memory without a wait.
+operator and the softspike line that called it before the exception goes on. No exception is made:
+the Poisson encoder's seed (`draw_seed`) is one element, drawn on the CPU so that a seed gives the
+same spikes on every device, and its two stream seeds are derived on the device.
 
 A backward cannot run on fake CUDA in torch 2.14.1 (`hasPrimaryContext expects a valid device
 index`, even for `nn.Linear`); what the audit shows is the forward with autograd recording.
@@ -38,8 +38,6 @@ HOST_READS = frozenset({
     "aten::_local_scalar_dense", "aten::nonzero", "aten::equal", "aten::is_nonzero", "aten::masked_select",
     "aten::_unique2", "aten::unique_dim", "aten::unique_consecutive", "aten::item",
 })
-#: (function, most elements): CPU tensors made on purpose (see the module docstring).
-ALLOWED_CPU = {"draw_seed": 2}
 
 
 @dataclass(frozen=True)
@@ -82,8 +80,7 @@ class DeviceAudit(TorchDispatchMode):
         for t in tree_leaves(out):
             if isinstance(t, torch.Tensor) and t.device.type == "cpu" and t.numel() > 1:
                 where, fn = _caller()
-                if t.numel() > ALLOWED_CPU.get(fn, 0):
-                    self.cpu.append(Event(name, tuple(t.shape), where, fn))
+                self.cpu.append(Event(name, tuple(t.shape), where, fn))
         return out
 
     def problems(self) -> list[str]:

@@ -6,7 +6,8 @@ Element i of step t spikes when u(t, i) < x[i] (x compared in float32), with
     u = (h >> 8)·2⁻²⁴
 
 exactly as `softspike.kernels.sampling` documents it, so the same seed gives the same spikes on
-every device. The seeds are read by the kernel from the seed tensor (no host read).
+every device. The stream seeds, derived on the device from the call's seed (`stream_seeds`), are read
+by the kernel from that tensor (no host read).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from softspike.kernels.sampling import _check, device_output
+from softspike.kernels.sampling import _check, device_output, stream_seeds
 
 BLOCK = 1024
 
@@ -55,5 +56,5 @@ def poisson_cuda(x: Tensor, T: int, seed: Tensor, block: int = BLOCK) -> Tensor:
     if M == 0:
         return out
     grid = (T, triton.cdiv(M, block))
-    _poisson[grid](xp, physical, seed.to(x.device), M, BLOCK=block)
+    _poisson[grid](xp, physical, stream_seeds(seed.to(x.device)), M, BLOCK=block)
     return out
