@@ -153,7 +153,7 @@ def test_cuba_lif_follows_norse_discretisation() -> None:
 
 def test_compiled_generic_path_matches_the_reference() -> None:
     if not scan_compiled.status()[0]:  # only where no C++ compiler exists for inductor (CI has g++: it runs)
-        pytest.skip(f"torch.compile cannot run here: {scan_compiled.status()[1]}")
+        pytest.skip(f"torch.compile cannot run here: {scan_compiled.status()[1]}")  # no g++; CI runs it
     torch.manual_seed(0)
     neuron = Neuron(CubaLIF(2.0, 3.0), step_mode="m", surrogate=sg.ATan())
     x = torch.rand(8, 3, 64) * 1.5
